@@ -1,0 +1,93 @@
+/* state: what PID 1 knows about the task, kept in one place so the health
+ * endpoint, metrics and EMF answer from memory without doing any work.
+ * Start phases and workers fill it; nothing here is ever a secret. */
+#ifndef PI_STATE_H
+#define PI_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define STATE_REASON_MAX 256
+#define STATE_EFS_FOLDERS_MAX 16
+
+/* Licence status words, as the licence issue names them. */
+#define LICENCE_VALID "valid"
+#define LICENCE_EXPIRING "expiring"
+#define LICENCE_EXPIRED "expired"
+#define LICENCE_NOT_YET_VALID "not-yet-valid"
+#define LICENCE_BAD_SIGNATURE "bad-signature"
+#define LICENCE_WRONG_DEPLOYMENT "wrong-deployment"
+#define LICENCE_MALFORMED "malformed"
+#define LICENCE_REJECTED "rejected"
+#define LICENCE_UNREACHABLE "unreachable"
+#define LICENCE_UNVERIFIED "unverified"
+#define LICENCE_MISSING "missing"
+
+struct licence_state {
+    char status[24];               /* one of the LICENCE_* words */
+    char reason[STATE_REASON_MAX]; /* one line a person can act on */
+    char source[16];               /* inline, alm, url, cache, dashboard, none */
+    char subject[128];             /* the token's sub claim, when known */
+    int64_t not_before;            /* unix seconds, 0 when unknown */
+    int64_t expires;               /* unix seconds, 0 when unknown */
+    long long users;               /* -1 when unknown */
+    bool has_days_left;
+    long days_left;
+    uint64_t since_ms;             /* wall clock of the last status change */
+};
+
+struct efs_folder_usage {
+    char name[32];
+    uint64_t bytes;
+    uint64_t files;
+};
+
+struct efs_state {
+    char mode[16];                 /* managed, per-folder, ephemeral, off */
+    char status[16];               /* ok, warn, over, ephemeral, failed, off, pending */
+    char reason[STATE_REASON_MAX];
+    char fs_type[16];              /* nfs, overlay, ext4, ... */
+    bool scanned;                  /* at least one budget scan finished */
+    uint64_t total_bytes;
+    uint64_t budget_bytes;
+    uint64_t files;
+    double scan_seconds;
+    int nfolders;
+    struct efs_folder_usage folders[STATE_EFS_FOLDERS_MAX];
+    uint64_t since_ms;
+};
+
+struct probe_state {
+    char status[16];               /* starting, ok, failing */
+    char reason[STATE_REASON_MAX];
+    double last_latency_s;
+    uint64_t passes, failures;
+    uint64_t since_ms;
+};
+
+struct task_metadata {
+    bool known;
+    char cluster[256];
+    char task_arn[256];
+    char family[128];
+    char revision[32];
+    char availability_zone[64];
+};
+
+struct agent_state {
+    uint64_t started_ms;           /* wall clock */
+    pid_t child_pid;               /* 0 when no child runs */
+    bool child_running;
+    unsigned child_restarts;
+    bool draining;                 /* SIGTERM received: /health says 503 */
+    bool stopping;                 /* the child is being stopped */
+    bool ready_once;               /* /health has been ok at least once */
+    struct probe_state probe;
+    struct licence_state licence;
+    struct efs_state efs;
+    struct task_metadata metadata;
+    char hooks_failure[STATE_REASON_MAX]; /* last failed hook, "" when none */
+};
+
+#endif
