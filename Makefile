@@ -12,23 +12,24 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
 BUILD     := build
-PREFIX    := $(BUILD)/deps/prefix
+DEPS_DIR  := build/deps
+PREFIX    := $(DEPS_DIR)/prefix
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 AGENT_SRCS := $(sort $(wildcard agent/*.c))
 AGENT_LIB_SRCS := $(filter-out agent/main.c,$(AGENT_SRCS))
 
 # --- the shipped binary: musl, static-pie, hardened, stripped --------------
-MUSL_CC   := musl-gcc
+MUSL_CC   := gcc -specs scripts/musl-static-pie.specs
 WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-missing-field-initializers
 HARDEN    := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 CFLAGS_REL := -std=gnu11 -Os $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
               -DPI_AGENT_VERSION='"$(VERSION)"' -D_GNU_SOURCE -I$(PREFIX)/include -Iagent
-LDFLAGS_REL := -static-pie -Wl,--gc-sections -Wl,-z,relro,-z,now -Wl,-z,noexecstack -s
+LDFLAGS_REL := -Wl,--gc-sections -Wl,-z,relro,-z,now -Wl,-z,noexecstack -s
 LIBS_REL  := -L$(PREFIX)/lib -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcjson
 
 REL_OBJS := $(patsubst agent/%.c,$(BUILD)/rel/%.o,$(AGENT_SRCS))
-DEPS_STAMP := $(BUILD)/deps/.stamp
+DEPS_STAMP := $(DEPS_DIR)/.stamp
 
 .PHONY: all deps test test-unit test-integration test-container clean fuzz bench demo demo-down packages-test
 

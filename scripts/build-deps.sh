@@ -78,7 +78,7 @@ if [ ! -f "$PREFIX/lib/libcurl.a" ]; then
         --disable-ftp --disable-file --disable-ldap --disable-ldaps --disable-rtsp --disable-dict \
         --disable-telnet --disable-tftp --disable-pop3 --disable-imap --disable-smb --disable-smtp \
         --disable-gopher --disable-mqtt --disable-manual --disable-ntlm \
-        --disable-docs --disable-cookies --disable-alt-svc \
+        --disable-cookies --disable-alt-svc \
         --disable-hsts --disable-doh --disable-netrc --disable-progress-meter --enable-threaded-resolver=no \
         --disable-threaded-resolver --disable-unix-sockets >/dev/null)
     make -C "$d/lib" -j"$JOBS" >/dev/null
