@@ -1,0 +1,135 @@
+"""Shared fixtures for the integration tests: they run build/pi-agent for real,
+often as PID 1 in a fresh PID namespace (unshare --pid --fork --mount-proc)."""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = Path(os.environ.get("PI_AGENT_BIN", ROOT / "build" / "pi-agent"))
+HELPERS = Path(__file__).resolve().parent / "helpers"
+
+# Variables a test environment starts from: the agent must not pick up the
+# developer's own PI_* settings.
+BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PI_", "ECS_"))}
+
+
+def agent_env(**overrides):
+    env = dict(BASE_ENV)
+    env.setdefault("PI_AGENT_LOG_LEVEL", "debug")
+    # Tests run without EFS and without a licence unless they say otherwise.
+    env.setdefault("PI_EFS_MODE", "off")
+    env.setdefault("PI_AGENT_HEALTH_PORT", "0")
+    env.setdefault("PI_AGENT_HOOKS_DIR", "/nonexistent-pi-agent-hooks")
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+class Agent:
+    """A running pi-agent with its captured stdout (JSON lines) and stderr."""
+
+    def __init__(self, args, env, pid1=True, cwd=None):
+        cmd = [str(AGENT)] + list(args)
+        if pid1:
+            cmd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] + cmd
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.stdout = b""
+        self.stderr = b""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def agent_pid(self):
+        """The host pid of pi-agent itself (the child of unshare when PID 1)."""
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            except OSError:
+                kids = []
+            for k in kids:
+                try:
+                    exe = os.readlink(f"/proc/{k}/exe")
+                except OSError:
+                    continue
+                if exe == str(AGENT.resolve()):
+                    return int(k)
+            if os.readlink(f"/proc/{self.proc.pid}/exe") == str(AGENT.resolve()):
+                return self.proc.pid
+            time.sleep(0.02)
+        raise AssertionError("pi-agent process not found")
+
+    def signal(self, sig):
+        os.kill(self.agent_pid(), sig)
+
+    def wait(self, timeout=30):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            out, err = self.proc.communicate()
+            raise
+        self.stdout += out
+        self.stderr += err
+        return self.proc.returncode
+
+    def logs(self):
+        """The agent's JSON log records (lines that are not JSON are skipped:
+        they are the child's own output)."""
+        records = []
+        for line in self.stdout.decode(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    pass
+        return records
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait(timeout=10)
+
+
+@pytest.fixture
+def agent_bin():
+    assert AGENT.exists(), f"{AGENT} is missing: run make first"
+    return AGENT
+
+
+@pytest.fixture
+def start_agent(agent_bin):
+    started = []
+
+    def start(args, env=None, pid1=True, cwd=None):
+        a = Agent(args, env if env is not None else agent_env(), pid1=pid1, cwd=cwd)
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.kill()
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
