@@ -44,4 +44,10 @@ unsigned restart_backoff_ms(unsigned failures);
  * processes were signalled. */
 int kill_descendants(pid_t pgid);
 
+
+
+/* main calls this after every reap_all(), so the supervisor can tell when
+ * the last process the child left behind is gone. */
+void supervise_note_reaped(void);
+
 #endif
