@@ -87,6 +87,9 @@ test-integration: $(BUILD)/pi-agent $(PACKAGES_STAMP)
 
 test: test-unit test-integration test-container
 
+# Keep test objects between runs (they are intermediate files to make).
+.SECONDARY:
+
 clean:
 	rm -rf $(BUILD)/rel $(BUILD)/test $(BUILD)/unit $(BUILD)/pi-agent $(BUILD)/fuzz
 

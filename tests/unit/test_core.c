@@ -1,0 +1,215 @@
+/* Unit tests for the supervisor's pure parts, the JSON escaping of the logger,
+ * the child environment and the event loop's timers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "childenv.h"
+#include "log.h"
+#include "loop.h"
+#include "supervise.h"
+
+/* wait(2) statuses built the way the kernel encodes them */
+#define EXITED(code) (((code) & 0xff) << 8)
+#define SIGNALED(sig) ((sig) & 0x7f)
+
+static void exit_status_mapping(void **s)
+{
+    (void)s;
+    assert_int_equal(exit_status_from_wait(EXITED(0)), 0);
+    assert_int_equal(exit_status_from_wait(EXITED(1)), 1);
+    assert_int_equal(exit_status_from_wait(EXITED(3)), 3);
+    assert_int_equal(exit_status_from_wait(EXITED(143)), 143);
+    assert_int_equal(exit_status_from_wait(SIGNALED(15)), 143);
+    assert_int_equal(exit_status_from_wait(SIGNALED(9)), 137);
+    assert_int_equal(exit_status_from_wait(SIGNALED(6)), 134);
+}
+
+static void backoff_doubles_and_caps(void **s)
+{
+    (void)s;
+    assert_int_equal(restart_backoff_ms(0), 1000);
+    assert_int_equal(restart_backoff_ms(1), 1000);
+    assert_int_equal(restart_backoff_ms(2), 2000);
+    assert_int_equal(restart_backoff_ms(3), 4000);
+    assert_int_equal(restart_backoff_ms(7), 60000);
+    assert_int_equal(restart_backoff_ms(1000), 60000);
+}
+
+static void json_escape_specials(void **s)
+{
+    (void)s;
+    char out[128];
+    size_t n = json_escape(out, sizeof out, "a\"b\\c\nd\te\x01\x7f");
+    assert_string_equal(out, "a\\\"b\\\\c\\nd\\te\\u0001\\u007f");
+    assert_int_equal(n, strlen(out));
+    json_escape(out, sizeof out, NULL);
+    assert_string_equal(out, "");
+    /* UTF-8 passes through untouched */
+    json_escape(out, sizeof out, "caf\xc3\xa9");
+    assert_string_equal(out, "caf\xc3\xa9");
+}
+
+static void json_escape_truncates_on_whole_escapes(void **s)
+{
+    (void)s;
+    char out[6];
+    size_t need = json_escape(out, sizeof out, "abcd\"efgh");
+    assert_int_equal(need, 10);
+    /* "abcd" fits; the two-byte \" does not, and is not cut in half */
+    assert_string_equal(out, "abcd");
+}
+
+static void log_level_and_format_names(void **s)
+{
+    (void)s;
+    enum log_level l;
+    enum log_format f;
+    assert_int_equal(log_parse_level("debug", &l), 0);
+    assert_int_equal(l, LOG_DEBUG);
+    assert_int_equal(log_parse_level("warning", &l), 0);
+    assert_int_equal(l, LOG_WARN);
+    assert_int_equal(log_parse_level("verbose", &l), -1);
+    assert_int_equal(log_parse_format("text", &f), 0);
+    assert_int_equal(f, LOG_FORMAT_TEXT);
+    assert_int_equal(log_parse_format("xml", &f), -1);
+}
+
+static void childenv_set_get_replace_unset(void **s)
+{
+    (void)s;
+    char *base[] = { "A=1", "B=2", NULL };
+    struct childenv env;
+    assert_int_equal(childenv_init(&env, base), 0);
+    assert_string_equal(childenv_get(&env, "A"), "1");
+    assert_int_equal(childenv_set(&env, "A", "one"), 0);
+    assert_string_equal(childenv_get(&env, "A"), "one");
+    assert_int_equal(childenv_set(&env, "C", "x=y"), 0);
+    assert_string_equal(childenv_get(&env, "C"), "x=y");
+    assert_int_equal(env.count, 3);
+    childenv_unset(&env, "B");
+    assert_null(childenv_get(&env, "B"));
+    assert_int_equal(env.count, 2);
+    assert_null(env.vars[2]);
+    assert_int_equal(childenv_set(&env, "1BAD", "v"), -1);
+    assert_int_equal(childenv_set(&env, "BAD-KEY", "v"), -1);
+    /* "AB" must not match a lookup for "A" */
+    assert_int_equal(childenv_set(&env, "AB", "z"), 0);
+    assert_string_equal(childenv_get(&env, "A"), "one");
+    childenv_free(&env);
+}
+
+static void childenv_parse_lines_accepts_and_rejects(void **s)
+{
+    (void)s;
+    struct childenv env;
+    int bad = 0;
+    const char text[] = "# heap\nJAVA_OPTS=-Xmx512m -Dx=1\n\n  CATALINA_OPTS=\r\nEMPTY=\n";
+    assert_int_equal(childenv_init(&env, NULL), 0);
+    assert_int_equal(childenv_parse_lines(&env, text, strlen(text), &bad), 3);
+    assert_string_equal(childenv_get(&env, "JAVA_OPTS"), "-Xmx512m -Dx=1");
+    assert_string_equal(childenv_get(&env, "CATALINA_OPTS"), "");
+    const char broken[] = "GOOD=1\nno equals sign\n";
+    assert_int_equal(childenv_parse_lines(&env, broken, strlen(broken), &bad), -1);
+    assert_int_equal(bad, 2);
+    const char badkey[] = "A=1\nB=2\n9X=3\n";
+    assert_int_equal(childenv_parse_lines(&env, badkey, strlen(badkey), &bad), -1);
+    assert_int_equal(bad, 3);
+    childenv_free(&env);
+}
+
+struct timer_log {
+    int order[8];
+    int n;
+    long cancel_id;
+};
+
+static void record_a(struct loop *loop, void *ctx)
+{
+    struct timer_log *t = ctx;
+    (void)loop;
+    t->order[t->n++] = 1;
+}
+
+static void record_b_and_stop(struct loop *loop, void *ctx)
+{
+    struct timer_log *t = ctx;
+    t->order[t->n++] = 2;
+    loop_stop(loop, 7);
+}
+
+static void record_c(struct loop *loop, void *ctx)
+{
+    struct timer_log *t = ctx;
+    (void)loop;
+    t->order[t->n++] = 3;
+}
+
+static void loop_timers_fire_in_order_and_cancel(void **s)
+{
+    (void)s;
+    struct timer_log t = { .n = 0 };
+    struct loop *loop = loop_new();
+    assert_non_null(loop);
+    assert_true(loop_timer_add(loop, 30, 0, record_b_and_stop, &t) > 0);
+    assert_true(loop_timer_add(loop, 5, 0, record_a, &t) > 0);
+    long c = loop_timer_add(loop, 10, 0, record_c, &t);
+    assert_true(c > 0);
+    loop_timer_cancel(loop, c);
+    loop_timer_cancel(loop, 9999); /* unknown: harmless */
+    assert_int_equal(loop_run(loop), 7);
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.order[0], 1);
+    assert_int_equal(t.order[1], 2);
+    loop_free(loop);
+}
+
+static int pipe_seen;
+static void on_readable(struct loop *loop, int fd, uint32_t events, void *ctx)
+{
+    char c;
+    (void)events;
+    (void)ctx;
+    assert_int_equal(read(fd, &c, 1), 1);
+    pipe_seen = c;
+    loop_del_fd(loop, fd);
+    loop_stop(loop, 0);
+}
+
+static void loop_dispatches_fd_events(void **s)
+{
+    (void)s;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct loop *loop = loop_new();
+    assert_int_equal(loop_add_fd(loop, fds[0], EPOLLIN, on_readable, NULL), 0);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    assert_int_equal(loop_run(loop), 0);
+    assert_int_equal(pipe_seen, 'x');
+    assert_int_equal(loop_del_fd(loop, fds[0]), -1); /* already removed */
+    close(fds[0]);
+    close(fds[1]);
+    loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(exit_status_mapping),
+        cmocka_unit_test(backoff_doubles_and_caps),
+        cmocka_unit_test(json_escape_specials),
+        cmocka_unit_test(json_escape_truncates_on_whole_escapes),
+        cmocka_unit_test(log_level_and_format_names),
+        cmocka_unit_test(childenv_set_get_replace_unset),
+        cmocka_unit_test(childenv_parse_lines_accepts_and_rejects),
+        cmocka_unit_test(loop_timers_fire_in_order_and_cancel),
+        cmocka_unit_test(loop_dispatches_fd_events),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
