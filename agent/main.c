@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "metadata.h"
 #include "reap.h"
 #include "state.h"
 #include "supervise.h"
@@ -161,6 +162,8 @@ static int run(struct agent *a)
     }
     log_info("pi-agent starting", LF_STR("version", PI_AGENT_VERSION), LF_INT("pid", getpid()),
              LF_BOOL("subreaper", getpid() != 1));
+
+    metadata_load(&a->state.metadata);
 
     if (childenv_init(&a->env, environ) != 0) {
         log_error("out of memory");
