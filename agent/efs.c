@@ -1,0 +1,796 @@
+/* efs: see efs.h and docs/storage.md. */
+#include "efs.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "efs_scan.h"
+#include "efs_seed.h"
+#include "log.h"
+#include "loop.h"
+#include "state.h"
+#include "worker.h"
+
+#define EFS_REPORT_MAGIC 0x70694566u /* "piEf" */
+#define EFS_FIRST_SCAN_DELAY_MS 100
+
+/* ---- settings ------------------------------------------------------------- */
+
+static int load_abs_path(const char *name, const char *def, char *out, size_t cap,
+                         struct config_error *err)
+{
+    const char *v = config_env_str(name);
+    if (!v)
+        v = def;
+    if (v[0] != '/')
+        return config_fail(err, name, "must be an absolute path, got \"%.200s\"", v);
+    size_t len = strlen(v);
+    while (len > 1 && v[len - 1] == '/')
+        len--;
+    if (len >= cap)
+        return config_fail(err, name, "is too long");
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return 0;
+}
+
+int efs_config_load(struct efs_config *cfg, struct config_error *err)
+{
+    static const char *const modes[] = { "auto", "required", "off", NULL };
+    static const char *const over[] = { "warn", "fail", NULL };
+    unsigned long long v;
+    int choice;
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (config_env_choice("PI_EFS_MODE", EFS_MODE_AUTO, modes, &choice, err) < 0)
+        return -1;
+    cfg->mode = (enum efs_mode)choice;
+    if (load_abs_path("PI_EFS_ROOT", "/mnt/efs", cfg->root, sizeof(cfg->root), err) < 0)
+        return -1;
+    if (strcmp(cfg->root, "/") == 0)
+        return config_fail(err, "PI_EFS_ROOT", "cannot be /");
+    if (config_env_bool("PI_EFS_REQUIRE_NFS", false, &cfg->require_nfs, err) < 0)
+        return -1;
+    if (load_abs_path("PI_DASHBOARD_HOME", DEFAULT_DASHBOARD_HOME, cfg->dashboard_home,
+                      sizeof(cfg->dashboard_home), err) < 0)
+        return -1;
+    const char *links = getenv("PI_EFS_LINKS");
+    if (links && *links) {
+        if (efs_links_parse("PI_EFS_LINKS", links, &cfg->links, err) < 0)
+            return -1;
+    } else if (efs_links_default(cfg->dashboard_home, &cfg->links) < 0) {
+        return config_fail(err, "PI_DASHBOARD_HOME", "is too long");
+    }
+    if (config_env_uint("PI_EFS_BUDGET_BYTES", 1073741824ull, 1, UINT64_MAX, &v, err) < 0)
+        return -1;
+    cfg->budget_bytes = v;
+    if (config_env_uint("PI_EFS_WARN_PERCENT", 80, 1, 100, &v, err) < 0)
+        return -1;
+    cfg->warn_percent = (unsigned)v;
+    if (config_env_choice("PI_EFS_OVER_BUDGET", 0, over, &choice, err) < 0)
+        return -1;
+    cfg->over_budget_fail = choice == 1;
+    if (config_env_uint("PI_EFS_SCAN_INTERVAL_SECONDS", 600, 0, 7 * 86400, &v, err) < 0)
+        return -1;
+    if (v > 0 && v < 10)
+        return config_fail(err, "PI_EFS_SCAN_INTERVAL_SECONDS",
+                           "must be 0 (first scan only) or at least 10, got %llu", v);
+    cfg->scan_interval_s = (unsigned)v;
+    if (config_env_uint("PI_EFS_SCAN_TIMEOUT_SECONDS", 1800, 1, 86400, &v, err) < 0)
+        return -1;
+    cfg->scan_timeout_s = (unsigned)v;
+    if (config_env_uint("PI_EFS_START_TIMEOUT_SECONDS", 600, 1, 86400, &v, err) < 0)
+        return -1;
+    cfg->start_timeout_s = (unsigned)v;
+    return housekeeping_config_load(&cfg->housekeeping, cfg->dashboard_home, err);
+}
+
+const char *efs_budget_status(uint64_t total, uint64_t budget, unsigned warn_percent)
+{
+    if (total > budget)
+        return "over";
+    /* total * 100 >= budget * warn, computed without overflow */
+    long double ratio = (long double)total * 100.0L / (long double)budget;
+    return ratio >= (long double)warn_percent ? "warn" : "ok";
+}
+
+/* ---- preparation -------------------------------------------------------- */
+
+struct prep {
+    efs_report_fn report;
+    void *ctx;
+    struct efs_state *st;
+    int failures;
+};
+
+static void say(struct prep *p, enum efs_level level, const char *check, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void say(struct prep *p, enum efs_level level, const char *check, const char *fmt, ...)
+{
+    char text[STATE_REASON_MAX + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (level == EFS_FAIL && p->failures++ == 0)
+        efs_fmt(p->st->reason, sizeof(p->st->reason), "%s", text);
+    if (p->report)
+        p->report(p->ctx, level, check, text);
+}
+
+static void set_word(char *dst, size_t cap, const char *word)
+{
+    snprintf(dst, cap, "%s", word);
+}
+
+static void describe_missing_root(const char *root, char *out, size_t cap)
+{
+    struct stat st;
+    if (lstat(root, &st) < 0) {
+        snprintf(out, cap, "%s", errno == ENOENT ? "does not exist" : strerror(errno));
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(out, cap, "is not a folder");
+        return;
+    }
+    char fstype[32] = "?";
+    bool nfs = false;
+    (void)efs_fs_type(root, fstype, sizeof(fstype), &nfs);
+    snprintf(out, cap, "is a folder on %s but not a mount point", fstype);
+}
+
+static void plan_add(struct efs_plan *plan, struct efs_state *st, const char *name,
+                     const char *path)
+{
+    int i = plan->nscan++;
+    snprintf(plan->names[i], sizeof(plan->names[i]), "%s", name);
+    snprintf(plan->paths[i], sizeof(plan->paths[i]), "%s", path);
+    snprintf(st->folders[i].name, sizeof(st->folders[i].name), "%s", name);
+    st->nfolders = plan->nscan;
+}
+
+/* Checks a dashboard path that is its own mount point: left as it is. */
+static void check_mounted_path(struct prep *p, const struct efs_config *cfg,
+                               const struct efs_link *l, const char *check)
+{
+    char fstype[32] = "?";
+    bool nfs = false;
+    if (efs_fs_type(l->path, fstype, sizeof(fstype), &nfs) < 0) {
+        say(p, EFS_FAIL, check, "%s: cannot read the file system: %s", l->path, strerror(errno));
+        return;
+    }
+    if (p->st->fs_type[0] == '\0')
+        set_word(p->st->fs_type, sizeof(p->st->fs_type), fstype);
+    if (!nfs && cfg->require_nfs)
+        say(p, EFS_FAIL, check, "%s is a mount point on %s, not NFS (PI_EFS_REQUIRE_NFS=true)",
+            l->path, fstype);
+    else
+        say(p, nfs ? EFS_OK : EFS_WARN, check, "%s is a mount point (%s): left as it is%s",
+            l->path, fstype, nfs ? "" : "; not NFS, fine for local testing only");
+}
+
+static void probe_folders(struct prep *p, const struct run_as *run_as, const char *const *dirs,
+                          const char *const *checks, int n)
+{
+    bool ok[EFS_LINKS_MAX + 1];
+    char msg[512];
+    if (n == 0)
+        return;
+    int failures = efs_write_probe(dirs, n, run_as, ok, msg, sizeof(msg));
+    if (failures < 0) {
+        say(p, EFS_FAIL, "permissions", "write probe could not run: %s", msg);
+        return;
+    }
+    const char *who = run_as && run_as->set ? (run_as->user[0] ? run_as->user : "run-as user")
+                                            : "the agent's user";
+    for (int i = 0; i < n; i++) {
+        if (!ok[i])
+            say(p, EFS_FAIL, checks[i], "%s is not writable by %s (write probe failed)", dirs[i],
+                who);
+    }
+    if (failures > 0 && p->report) {
+        /* the first failure's errno text, once */
+        say(p, EFS_WARN, "permissions", "%s", msg);
+    }
+}
+
+static void prepare_managed(struct prep *p, const struct efs_config *cfg,
+                            const struct run_as *run_as, bool dry_run, struct efs_plan *plan)
+{
+    char fstype[32] = "?";
+    bool nfs = false;
+    if (efs_fs_type(cfg->root, fstype, sizeof(fstype), &nfs) < 0) {
+        say(p, EFS_FAIL, "root", "PI_EFS_ROOT=%s: cannot read the file system: %s", cfg->root,
+            strerror(errno));
+        return;
+    }
+    set_word(p->st->fs_type, sizeof(p->st->fs_type), fstype);
+    if (nfs)
+        say(p, EFS_OK, "root", "PI_EFS_ROOT=%s is a mount point (%s)", cfg->root, fstype);
+    else if (cfg->require_nfs)
+        say(p, EFS_FAIL, "root",
+            "PI_EFS_ROOT=%s is a mount point on %s, not NFS (PI_EFS_REQUIRE_NFS=true)", cfg->root,
+            fstype);
+    else
+        say(p, EFS_WARN, "root",
+            "PI_EFS_ROOT=%s is a mount point on %s, not NFS: fine for local testing only",
+            cfg->root, fstype);
+    if (p->failures)
+        return;
+
+    enum efs_link_state states[EFS_LINKS_MAX];
+    char folders[EFS_LINKS_MAX][PATH_MAX];
+    char checks[EFS_LINKS_MAX][48];
+    const char *probe_dirs[EFS_LINKS_MAX + 1];
+    const char *probe_checks[EFS_LINKS_MAX + 1];
+    int nprobe = 0;
+    bool root_needs_probe = false;
+
+    for (int i = 0; i < cfg->links.count; i++) {
+        const struct efs_link *l = &cfg->links.link[i];
+        efs_fmt(folders[i], sizeof(folders[i]), "%s/%s", cfg->root, l->name);
+        snprintf(checks[i], sizeof(checks[i]), "folder %s", l->name);
+        if (efs_link_inspect(l->path, folders[i], &states[i]) < 0) {
+            say(p, EFS_FAIL, checks[i], "%s: cannot inspect: %s", l->path, strerror(errno));
+            states[i] = EFS_LINK_NOT_DIR;
+            continue;
+        }
+        if (states[i] == EFS_LINK_MOUNT_POINT) {
+            check_mounted_path(p, cfg, l, checks[i]);
+            plan_add(plan, p->st, l->name, l->path);
+            probe_dirs[nprobe] = l->path;
+            probe_checks[nprobe++] = checks[i];
+            continue;
+        }
+        plan_add(plan, p->st, l->name, folders[i]);
+        struct stat fst;
+        bool exists = lstat(folders[i], &fst) == 0;
+        if (dry_run && !exists) {
+            say(p, EFS_OK, checks[i], "%s will be created", folders[i]);
+            root_needs_probe = true;
+            continue;
+        }
+        if (dry_run) {
+            if (!S_ISDIR(fst.st_mode))
+                say(p, EFS_FAIL, checks[i], "%s exists and is not a folder", folders[i]);
+            else if (run_as && run_as->set && fst.st_uid != run_as->uid)
+                say(p, EFS_WARN, checks[i], "%s is owned by uid %u, not %s; a start gives it over",
+                    folders[i], (unsigned)fst.st_uid, run_as->user);
+            else
+                say(p, EFS_OK, checks[i], "%s exists", folders[i]);
+        } else {
+            char msg[512];
+            if (efs_ensure_folder(folders[i], run_as, msg, sizeof(msg)) < 0) {
+                say(p, EFS_FAIL, checks[i], "%s", msg);
+                continue;
+            }
+        }
+        if (!exists || S_ISDIR(fst.st_mode)) {
+            probe_dirs[nprobe] = folders[i];
+            probe_checks[nprobe++] = checks[i];
+        }
+    }
+    if (root_needs_probe) {
+        /* Folders are created by the agent itself: the root must be writable to it. */
+        bool ok = false;
+        char msg[512];
+        const char *dirs[1] = { cfg->root };
+        if (efs_write_probe(dirs, 1, NULL, &ok, msg, sizeof(msg)) != 0)
+            say(p, EFS_FAIL, "root", "PI_EFS_ROOT=%s: folders cannot be created: %s", cfg->root,
+                msg);
+    }
+    probe_folders(p, run_as, probe_dirs, probe_checks, nprobe);
+    if (p->failures)
+        return;
+
+    /* Seeding: the image's own folders (or what a killed start moved aside). */
+    struct efs_seed_source src[EFS_LINKS_MAX];
+    char backups[EFS_LINKS_MAX][PATH_MAX];
+    int nsrc = 0;
+    for (int i = 0; i < cfg->links.count; i++) {
+        const struct efs_link *l = &cfg->links.link[i];
+        const char *from = NULL;
+        if (states[i] == EFS_LINK_DIRECTORY) {
+            from = l->path;
+        } else if (states[i] == EFS_LINK_MISSING || states[i] == EFS_LINK_OTHER_LINK) {
+            struct stat bst;
+            efs_image_backup_path(l->path, backups[i], sizeof(backups[i]));
+            if (lstat(backups[i], &bst) == 0 && S_ISDIR(bst.st_mode))
+                from = backups[i];
+        }
+        if (from) {
+            src[nsrc].name = l->name;
+            src[nsrc].src = from;
+            src[nsrc].dst = folders[i];
+            nsrc++;
+        }
+    }
+    if (dry_run) {
+        char version[17];
+        if (nsrc > 0 && efs_seed_fingerprint(src, nsrc, version) == 0) {
+            char marker[PATH_MAX + 32];
+            snprintf(marker, sizeof(marker), "%s/%s", cfg->root, EFS_SEED_MARKER);
+            FILE *f = fopen(marker, "re");
+            char buf[512] = "";
+            size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+            if (f)
+                fclose(f);
+            if (n > 0 && efs_seed_marker_matches(buf, n, version))
+                say(p, EFS_OK, "seed", "image defaults already seeded (version %s)", version);
+            else
+                say(p, EFS_OK, "seed", "image defaults of %d folder(s) will be seeded (version %s)",
+                    nsrc, version);
+        }
+    } else if (nsrc > 0) {
+        struct efs_seed_result res;
+        int rc = efs_seed_run(cfg->root, src, nsrc, run_as, &res);
+        if (rc < 0)
+            say(p, EFS_FAIL, "seed", "seeding failed (%llu error(s)): %s",
+                (unsigned long long)res.errors, res.first_error);
+        else if (res.skipped)
+            say(p, EFS_OK, "seed", "image defaults already seeded (version %s)", res.version);
+        else
+            say(p, EFS_OK, "seed",
+                "image defaults seeded (version %s): %llu copied, %llu kept, %llu folder(s) "
+                "created, %llu leftover temporaries removed",
+                res.version, (unsigned long long)res.copied, (unsigned long long)res.kept,
+                (unsigned long long)res.dirs_created, (unsigned long long)res.temps_removed);
+        if (rc < 0)
+            return;
+    }
+
+    for (int i = 0; i < cfg->links.count; i++) {
+        const struct efs_link *l = &cfg->links.link[i];
+        char check[48];
+        snprintf(check, sizeof(check), "link %s", l->name);
+        switch (states[i]) {
+        case EFS_LINK_MOUNT_POINT:
+            continue;
+        case EFS_LINK_NOT_DIR:
+            say(p, EFS_FAIL, check, "%s exists and is not a folder; it is not replaced", l->path);
+            continue;
+        case EFS_LINK_OK:
+            say(p, EFS_OK, check, "%s -> %s", l->path, folders[i]);
+            continue;
+        default:
+            break;
+        }
+        if (dry_run) {
+            say(p, states[i] == EFS_LINK_OTHER_LINK ? EFS_WARN : EFS_OK, check,
+                "%s (%s) will be linked to %s", l->path, efs_link_state_name(states[i]),
+                folders[i]);
+            continue;
+        }
+        char msg[512];
+        if (efs_link_replace(l->path, folders[i], msg, sizeof(msg)) < 0)
+            say(p, EFS_FAIL, check, "%s", msg);
+        else
+            say(p, EFS_OK, check, "%s -> %s", l->path, folders[i]);
+    }
+}
+
+static void prepare_per_folder(struct prep *p, const struct efs_config *cfg,
+                               const struct run_as *run_as, const bool *mounted,
+                               struct efs_plan *plan)
+{
+    const char *probe_dirs[EFS_LINKS_MAX];
+    const char *probe_checks[EFS_LINKS_MAX];
+    char checks[EFS_LINKS_MAX][48];
+    int nprobe = 0;
+    for (int i = 0; i < cfg->links.count; i++) {
+        const struct efs_link *l = &cfg->links.link[i];
+        snprintf(checks[i], sizeof(checks[i]), "folder %s", l->name);
+        if (!mounted[i]) {
+            say(p, EFS_WARN, checks[i],
+                "%s is not a mount point: its content will be lost with the container", l->path);
+            continue;
+        }
+        check_mounted_path(p, cfg, l, checks[i]);
+        plan_add(plan, p->st, l->name, l->path);
+        probe_dirs[nprobe] = l->path;
+        probe_checks[nprobe++] = checks[i];
+    }
+    probe_folders(p, run_as, probe_dirs, probe_checks, nprobe);
+}
+
+int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as, bool dry_run,
+                efs_report_fn report, void *report_ctx, struct efs_state *st,
+                struct efs_plan *plan)
+{
+    struct prep p = { .report = report, .ctx = report_ctx, .st = st };
+    memset(st, 0, sizeof(*st));
+    memset(plan, 0, sizeof(*plan));
+    st->budget_bytes = cfg->budget_bytes;
+    st->since_ms = wall_now_ms();
+
+    if (cfg->mode == EFS_MODE_OFF) {
+        set_word(st->mode, sizeof(st->mode), "off");
+        set_word(st->status, sizeof(st->status), "off");
+        say(&p, EFS_OK, "storage", "PI_EFS_MODE=off: no storage work");
+        return 0;
+    }
+
+    int root_mp = efs_is_mount_point(cfg->root, NULL, 0);
+    if (root_mp == 1) {
+        set_word(st->mode, sizeof(st->mode), "managed");
+        prepare_managed(&p, cfg, run_as, dry_run, plan);
+    } else {
+        char what[128];
+        describe_missing_root(cfg->root, what, sizeof(what));
+        if (cfg->mode == EFS_MODE_REQUIRED) {
+            set_word(st->mode, sizeof(st->mode), "managed");
+            say(&p, EFS_FAIL, "root",
+                "PI_EFS_ROOT=%s %s; PI_EFS_MODE=required needs the EFS root mounted there",
+                cfg->root, what);
+        } else {
+            bool mounted[EFS_LINKS_MAX] = { false };
+            int nmounted = 0;
+            for (int i = 0; i < cfg->links.count; i++) {
+                if (efs_is_mount_point(cfg->links.link[i].path, NULL, 0) == 1) {
+                    mounted[i] = true;
+                    nmounted++;
+                }
+            }
+            if (nmounted > 0) {
+                set_word(st->mode, sizeof(st->mode), "per-folder");
+                say(&p, EFS_OK, "root",
+                    "PI_EFS_ROOT=%s %s; %d dashboard folder(s) are mount points themselves: "
+                    "they are checked and measured where they are",
+                    cfg->root, what, nmounted);
+                prepare_per_folder(&p, cfg, run_as, mounted, plan);
+            } else {
+                set_word(st->mode, sizeof(st->mode), "ephemeral");
+                set_word(st->status, sizeof(st->status), "ephemeral");
+                if (cfg->require_nfs)
+                    say(&p, EFS_FAIL, "root",
+                        "PI_EFS_ROOT=%s %s and no dashboard folder is a mount point "
+                        "(PI_EFS_REQUIRE_NFS=true)",
+                        cfg->root, what);
+                else
+                    say(&p, EFS_WARN, "root",
+                        "PI_EFS_ROOT=%s %s and no dashboard folder is a mount point: themes, "
+                        "images, files, keys and the other folders will be lost with the "
+                        "container",
+                        cfg->root, what);
+                efs_fmt(st->reason, sizeof(st->reason),
+                         "PI_EFS_ROOT=%s %s: storage is ephemeral", cfg->root, what);
+            }
+        }
+    }
+    if (p.failures > 0) {
+        set_word(st->status, sizeof(st->status), "failed");
+        if (cfg->mode == EFS_MODE_REQUIRED || cfg->require_nfs)
+            return EXIT_STORAGE;
+        return 0;
+    }
+    if (st->status[0] == '\0') {
+        set_word(st->status, sizeof(st->status), "pending");
+        st->reason[0] = '\0';
+    }
+    return 0;
+}
+
+/* ---- measuring ---------------------------------------------------------- */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int efs_measure(const struct efs_config *cfg, const struct efs_plan *plan, struct efs_state *st,
+                uint64_t *errors, char *first_error, size_t cap)
+{
+    double t0 = mono_now();
+    struct efs_scan *scan = efs_scan_new();
+    *errors = 0;
+    if (cap)
+        first_error[0] = '\0';
+    if (!scan) {
+        snprintf(first_error, cap, "out of memory");
+        return -1;
+    }
+    int measured = 0;
+    st->total_bytes = 0;
+    st->files = 0;
+    st->nfolders = plan->nscan;
+    for (int i = 0; i < plan->nscan; i++) {
+        struct efs_scan_totals t;
+        int rc = efs_scan_tree(scan, plan->paths[i], &t);
+        snprintf(st->folders[i].name, sizeof(st->folders[i].name), "%s", plan->names[i]);
+        st->folders[i].bytes = t.bytes;
+        st->folders[i].files = t.files;
+        st->total_bytes += t.bytes;
+        st->files += t.files;
+        *errors += t.errors;
+        if (t.errors && cap && first_error[0] == '\0')
+            snprintf(first_error, cap, "%s", t.first_error);
+        if (rc == 0)
+            measured++;
+    }
+    efs_scan_free(scan);
+    st->budget_bytes = cfg->budget_bytes;
+    st->scan_seconds = mono_now() - t0;
+    st->scanned = true;
+    return measured > 0 || plan->nscan == 0 ? 0 : -1;
+}
+
+/* ---- start phase (worker) ------------------------------------------------- */
+
+struct start_report {
+    uint32_t magic;
+    int rc;
+    struct efs_state st;
+    struct efs_plan plan;
+};
+
+struct start_args {
+    const struct efs_config *cfg;
+    const struct run_as *run_as;
+};
+
+static void log_report(void *ctx, enum efs_level level, const char *check, const char *text)
+{
+    (void)ctx;
+    enum log_level l = level == EFS_FAIL ? LOG_ERROR : level == EFS_WARN ? LOG_WARN : LOG_INFO;
+    log_emit(l, text, (const struct log_field[]){ LF_STR("check", check), { 0 } });
+}
+
+static int start_work(void *arg, int out_fd)
+{
+    const struct start_args *a = arg;
+    struct start_report *rep = calloc(1, sizeof(*rep));
+    if (!rep)
+        return 1;
+    rep->magic = EFS_REPORT_MAGIC;
+    rep->rc = efs_prepare(a->cfg, a->run_as, false, log_report, NULL, &rep->st, &rep->plan);
+    int ok = worker_write_all(out_fd, rep, sizeof(*rep)) == 0;
+    free(rep);
+    return ok ? 0 : 1;
+}
+
+/* What the loop needs after the start phase. PID 1 has one storage. */
+static struct {
+    struct efs_plan plan;
+    struct loop *loop;
+    const struct efs_config *cfg;
+    struct agent_state *state;
+    bool scanning;
+    unsigned seed;
+} rt;
+
+int efs_start(const struct efs_config *cfg, const struct run_as *run_as, struct agent_state *state)
+{
+    struct efs_state *st = &state->efs;
+    memset(&rt.plan, 0, sizeof(rt.plan));
+    if (cfg->mode == EFS_MODE_OFF) {
+        memset(st, 0, sizeof(*st));
+        set_word(st->mode, sizeof(st->mode), "off");
+        set_word(st->status, sizeof(st->status), "off");
+        st->since_ms = wall_now_ms();
+        log_debug("storage: PI_EFS_MODE=off, no storage work");
+        return 0;
+    }
+    struct start_args args = { .cfg = cfg, .run_as = run_as };
+    struct worker_result res;
+    int fatal_ok = cfg->mode == EFS_MODE_REQUIRED || cfg->require_nfs;
+    if (worker_run("efs-start", start_work, &args, (int)(cfg->start_timeout_s * 1000u), &res) < 0) {
+        memset(st, 0, sizeof(*st));
+        set_word(st->status, sizeof(st->status), "failed");
+        efs_fmt(st->reason, sizeof(st->reason), "PI_EFS_ROOT=%s: storage preparation could not start",
+                 cfg->root);
+        log_error("storage preparation could not start", LF_STR("root", cfg->root));
+        return fatal_ok ? EXIT_STORAGE : 0;
+    }
+    if (res.len != sizeof(struct start_report) ||
+        ((const struct start_report *)(const void *)res.data)->magic != EFS_REPORT_MAGIC) {
+        memset(st, 0, sizeof(*st));
+        set_word(st->mode, sizeof(st->mode), cfg->mode == EFS_MODE_REQUIRED ? "managed" : "?");
+        set_word(st->status, sizeof(st->status), "failed");
+        st->budget_bytes = cfg->budget_bytes;
+        st->since_ms = wall_now_ms();
+        if (res.timed_out)
+            efs_fmt(st->reason, sizeof(st->reason),
+                     "PI_EFS_ROOT=%s: storage preparation did not finish within "
+                     "PI_EFS_START_TIMEOUT_SECONDS=%u",
+                     cfg->root, cfg->start_timeout_s);
+        else if (res.signal)
+            efs_fmt(st->reason, sizeof(st->reason),
+                     "PI_EFS_ROOT=%s: storage preparation crashed (signal %d)", cfg->root,
+                     res.signal);
+        else
+            efs_fmt(st->reason, sizeof(st->reason),
+                     "PI_EFS_ROOT=%s: storage preparation failed (exit %d)", cfg->root,
+                     res.exit_code);
+        log_error("storage is not usable", LF_STR("error", st->reason));
+        worker_result_free(&res);
+        return fatal_ok ? EXIT_STORAGE : 0;
+    }
+    struct start_report rep;
+    memcpy(&rep, res.data, sizeof(rep));
+    worker_result_free(&res);
+    *st = rep.st;
+    rt.plan = rep.plan;
+    if (rep.rc == EXIT_STORAGE) {
+        log_error("storage is not usable", LF_STR("error", st->reason),
+                  LF_STR("mode", cfg->mode == EFS_MODE_REQUIRED ? "required" : "auto"));
+        return EXIT_STORAGE;
+    }
+    if (strcmp(st->status, "failed") == 0)
+        log_error("storage failed: readiness will fail", LF_STR("error", st->reason));
+    else
+        log_info("storage ready", LF_STR("mode", st->mode), LF_STR("fs_type", st->fs_type),
+                 LF_INT("folders", rt.plan.nscan));
+    return 0;
+}
+
+/* ---- budget scans in the loop --------------------------------------------- */
+
+struct scan_report {
+    uint32_t magic;
+    int rc;
+    uint64_t errors;
+    char first_error[256];
+    struct efs_state st;
+};
+
+static int scan_work(void *arg, int out_fd)
+{
+    (void)arg;
+    /* A rescan must not compete with Tomcat: lowest CPU and idle I/O priority
+     * (the latter is ignored by NFS, where the round trips are the cost). */
+    (void)setpriority(PRIO_PROCESS, 0, 10);
+    (void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, 3 << 13 /* IOPRIO_CLASS_IDLE */);
+    struct scan_report *rep = calloc(1, sizeof(*rep));
+    if (!rep)
+        return 1;
+    rep->magic = EFS_REPORT_MAGIC;
+    rep->rc = efs_measure(rt.cfg, &rt.plan, &rep->st, &rep->errors, rep->first_error,
+                          sizeof(rep->first_error));
+    int ok = worker_write_all(out_fd, rep, sizeof(*rep)) == 0;
+    free(rep);
+    return ok ? 0 : 1;
+}
+
+static void scan_tick(struct loop *loop, void *ctx);
+
+static void schedule_rescan(struct loop *loop)
+{
+    if (rt.cfg->scan_interval_s == 0)
+        return;
+    /* +-10% so that tasks started together do not scan EFS together. */
+    uint64_t base = (uint64_t)rt.cfg->scan_interval_s * 1000u;
+    uint64_t spread = base / 5;
+    uint64_t delay = base - base / 10 + (spread ? (uint64_t)rand_r(&rt.seed) % spread : 0);
+    if (loop_timer_add(loop, delay, 0, scan_tick, NULL) < 0)
+        log_error("cannot schedule the next storage scan");
+}
+
+static void scan_done(struct loop *loop, const struct worker_result *res, void *ctx)
+{
+    (void)ctx;
+    rt.scanning = false;
+    struct efs_state *st = &rt.state->efs;
+    if (res->len != sizeof(struct scan_report) ||
+        ((const struct scan_report *)(const void *)res->data)->magic != EFS_REPORT_MAGIC) {
+        log_warn("storage scan did not finish: figures are from the previous scan",
+                 LF_BOOL("timed_out", res->timed_out), LF_INT("signal", res->signal),
+                 LF_INT("timeout_s", rt.cfg->scan_timeout_s));
+        schedule_rescan(loop);
+        return;
+    }
+    struct scan_report *rep = malloc(sizeof(*rep));
+    if (!rep) {
+        schedule_rescan(loop);
+        return;
+    }
+    memcpy(rep, res->data, sizeof(*rep));
+    st->total_bytes = rep->st.total_bytes;
+    st->files = rep->st.files;
+    st->budget_bytes = rep->st.budget_bytes;
+    st->scan_seconds = rep->st.scan_seconds;
+    st->nfolders = rep->st.nfolders;
+    memcpy(st->folders, rep->st.folders, sizeof(st->folders));
+    st->scanned = true;
+
+    const char *budget = efs_budget_status(st->total_bytes, st->budget_bytes, rt.cfg->warn_percent);
+    bool keeps_status = strcmp(st->status, "failed") == 0;
+    if (!keeps_status && strcmp(st->status, budget) != 0) {
+        set_word(st->status, sizeof(st->status), budget);
+        st->since_ms = wall_now_ms();
+        if (strcmp(budget, "ok") == 0)
+            st->reason[0] = '\0';
+        else
+            efs_fmt(st->reason, sizeof(st->reason), "storage %s budget: %llu of %llu bytes",
+                     strcmp(budget, "over") == 0 ? "over" : "near", 
+                     (unsigned long long)st->total_bytes, (unsigned long long)st->budget_bytes);
+    }
+    for (int i = 0; i < st->nfolders; i++)
+        log_debug("storage folder usage", LF_STR("folder", st->folders[i].name),
+                  LF_INT("bytes", st->folders[i].bytes), LF_INT("files", st->folders[i].files));
+    const struct log_field fields[] = {
+        LF_STR("state", budget),
+        LF_INT("total_bytes", st->total_bytes),
+        LF_INT("budget_bytes", st->budget_bytes),
+        LF_INT("files", st->files),
+        LF_DOUBLE("scan_seconds", st->scan_seconds),
+        LF_INT("errors", rep->errors),
+        LF_STR("first_error", rep->first_error),
+        { 0 },
+    };
+    enum log_level level = strcmp(budget, "ok") == 0 ? LOG_INFO : LOG_WARN;
+    log_emit(level, strcmp(budget, "over") == 0   ? "storage over budget"
+                    : strcmp(budget, "warn") == 0 ? "storage near budget"
+                                                  : "storage usage",
+             fields);
+    if (rep->errors)
+        log_warn("storage scan could not read every entry", LF_INT("errors", rep->errors),
+                 LF_STR("first_error", rep->first_error));
+    free(rep);
+    schedule_rescan(loop);
+}
+
+static void scan_tick(struct loop *loop, void *ctx)
+{
+    (void)ctx;
+    if (rt.scanning)
+        return;
+    if (worker_start(loop, "efs-scan", scan_work, NULL, (int)(rt.cfg->scan_timeout_s * 1000u),
+                     scan_done, NULL) > 0) {
+        rt.scanning = true;
+    } else {
+        log_error("cannot start the storage scan");
+        schedule_rescan(loop);
+    }
+}
+
+int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_state *state)
+{
+    rt.loop = loop;
+    rt.cfg = cfg;
+    rt.state = state;
+    rt.seed = (unsigned)getpid() ^ (unsigned)wall_now_ms();
+    int rc = 0;
+    if (housekeeping_attach(loop, &cfg->housekeeping) < 0) {
+        log_error("cannot schedule log housekeeping");
+        rc = -1;
+    }
+    if (cfg->mode == EFS_MODE_OFF || rt.plan.nscan == 0)
+        return rc;
+    if (loop_timer_add(loop, EFS_FIRST_SCAN_DELAY_MS, 0, scan_tick, NULL) < 0) {
+        log_error("cannot schedule the storage scan");
+        rc = -1;
+    }
+    return rc;
+}
+
+bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, const char **why)
+{
+    static char reason[STATE_REASON_MAX + 32];
+    const struct efs_state *st = &state->efs;
+    if (strcmp(st->status, "failed") == 0) {
+        snprintf(reason, sizeof(reason), "storage failed: %s", st->reason);
+        if (why)
+            *why = reason;
+        return false;
+    }
+    if (cfg->over_budget_fail && strcmp(st->status, "over") == 0) {
+        snprintf(reason, sizeof(reason), "storage over budget: %llu of %llu bytes",
+                 (unsigned long long)st->total_bytes, (unsigned long long)st->budget_bytes);
+        if (why)
+            *why = reason;
+        return false;
+    }
+    return true;
+}

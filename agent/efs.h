@@ -1,0 +1,84 @@
+/* efs: persistent storage for the dashboard's folders (themes, images, files,
+ * svg, locale, keys, custom_jdbc). Settings, the mount check and its modes,
+ * the start phase (layout, seeding, links; all in a worker) and the budget
+ * scans that run inside the loop. See docs/storage.md. */
+#ifndef PI_EFS_H
+#define PI_EFS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "efs_layout.h"
+#include "housekeeping.h"
+
+struct loop;
+struct agent_state;
+struct efs_state;
+
+#define EXIT_STORAGE 73 /* EX_CANTCREAT: PI_EFS_MODE=required and the root is not usable */
+
+enum efs_mode { EFS_MODE_AUTO, EFS_MODE_REQUIRED, EFS_MODE_OFF };
+
+struct efs_config {
+    enum efs_mode mode;            /* PI_EFS_MODE */
+    char root[PATH_MAX];           /* PI_EFS_ROOT */
+    bool require_nfs;              /* PI_EFS_REQUIRE_NFS */
+    char dashboard_home[PATH_MAX]; /* PI_DASHBOARD_HOME */
+    struct efs_links links;        /* PI_EFS_LINKS, else the default table */
+    uint64_t budget_bytes;         /* PI_EFS_BUDGET_BYTES */
+    unsigned warn_percent;         /* PI_EFS_WARN_PERCENT */
+    bool over_budget_fail;         /* PI_EFS_OVER_BUDGET=fail */
+    unsigned scan_interval_s;      /* PI_EFS_SCAN_INTERVAL_SECONDS, 0 = first scan only */
+    unsigned scan_timeout_s;       /* PI_EFS_SCAN_TIMEOUT_SECONDS */
+    unsigned start_timeout_s;      /* PI_EFS_START_TIMEOUT_SECONDS */
+    struct housekeeping_config housekeeping;
+};
+
+int efs_config_load(struct efs_config *cfg, struct config_error *err);
+
+/* Start phase, as root, before Tomcat starts (see docs/storage.md). Runs the
+ * work in a worker. Fills state->efs. Returns 0, or EXIT_STORAGE (73) when
+ * PI_EFS_MODE=required or PI_EFS_REQUIRE_NFS=true is not met; the error is
+ * logged as one line naming PI_EFS_ROOT and what was found. */
+int efs_start(const struct efs_config *cfg, const struct run_as *run_as,
+              struct agent_state *state);
+
+/* Inside the loop: budget scans (first one right away, in a worker; then
+ * every PI_EFS_SCAN_INTERVAL_SECONDS +-10%) and the daily log housekeeping.
+ * Updates state->efs. Returns 0, or -1 when a timer could not be set. */
+int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_state *state);
+
+/* For readiness: false when storage failed, or is over budget with
+ * PI_EFS_OVER_BUDGET=fail; *why (may be NULL) then points at a reason. */
+bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, const char **why);
+
+/* Pure: "ok", "warn" or "over" for a total against the budget. */
+const char *efs_budget_status(uint64_t total, uint64_t budget, unsigned warn_percent);
+
+/* The preparation itself (what the start worker runs), exposed for check and
+ * for unit tests. dry_run inspects and probes without creating, seeding or
+ * linking anything. Fills st (mode, status, reason, fs_type, folders' names)
+ * and the paths a budget scan measures. Returns 0, or EXIT_STORAGE when the
+ * configuration's requirements are not met. */
+struct efs_plan {
+    int nscan;
+    char names[EFS_LINKS_MAX][EFS_NAME_MAX + 1];
+    char paths[EFS_LINKS_MAX][PATH_MAX];
+};
+enum efs_level { EFS_OK, EFS_WARN, EFS_FAIL };
+/* Receives one line per check ("root", "folder themes", "link keys", ...). */
+typedef void (*efs_report_fn)(void *ctx, enum efs_level level, const char *check,
+                              const char *text);
+int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as, bool dry_run,
+                efs_report_fn report, void *report_ctx, struct efs_state *st,
+                struct efs_plan *plan);
+
+/* Measures plan's folders into st (figures, status against the budget).
+ * Returns 0, or -1 when nothing could be measured; *first_error names the
+ * first unreadable path. */
+int efs_measure(const struct efs_config *cfg, const struct efs_plan *plan, struct efs_state *st,
+                uint64_t *errors, char *first_error, size_t cap);
+
+#endif

@@ -1,0 +1,584 @@
+/* efs_layout: see efs_layout.h. */
+#include "efs_layout.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void efs_fmt(char *dst, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the folder table --------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    const char *rel; /* under the dashboard home */
+} default_links[] = {
+    { "themes", "tomcat/webapps/panMISDashboardResources/themes" },
+    { "images", "tomcat/webapps/panMISDashboardResources/images" },
+    { "files", "tomcat/webapps/panMISDashboardResources/files" },
+    { "svg", "tomcat/webapps/panMISDashboardResources/svg" },
+    { "locale", "tomcat/webapps/panMISDashboardResources/locale" },
+    { "keys", "keys" },
+    { "custom_jdbc", "custom_jdbc" },
+};
+
+int efs_links_default(const char *dashboard_home, struct efs_links *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t hl = strlen(dashboard_home);
+    while (hl > 1 && dashboard_home[hl - 1] == '/')
+        hl--;
+    for (size_t i = 0; i < sizeof(default_links) / sizeof(default_links[0]); i++) {
+        struct efs_link *l = &out->link[out->count++];
+        snprintf(l->name, sizeof(l->name), "%s", default_links[i].name);
+        int n = snprintf(l->path, sizeof(l->path), "%.*s/%s", (int)hl, dashboard_home,
+                         default_links[i].rel);
+        if (n < 0 || (size_t)n >= sizeof(l->path))
+            return -1;
+    }
+    return 0;
+}
+
+static bool valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len > EFS_NAME_MAX)
+        return false;
+    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+        return false;
+    if (len == 9 && memcmp(s, ".pi-agent", 9) == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int efs_links_parse(const char *var, const char *text, struct efs_links *out,
+                    struct config_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!text || !*text)
+        return config_fail(err, var, "is empty; expected name:path[,name:path...]");
+    const char *p = text;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        /* trim spaces around an entry */
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0)
+            return config_fail(err, var, "has an empty entry; expected name:path[,name:path...]");
+        const char *colon = memchr(p, ':', len);
+        if (!colon)
+            return config_fail(err, var, "entry '%.*s' has no ':'; expected name:path",
+                               (int)(len > 64 ? 64 : len), p);
+        size_t nlen = (size_t)(colon - p);
+        const char *path = colon + 1;
+        size_t plen = len - nlen - 1;
+        if (!valid_name(p, nlen))
+            return config_fail(err, var,
+                               "folder name '%.*s' is not a plain name of up to %d characters "
+                               "[A-Za-z0-9._-]",
+                               (int)(nlen > 64 ? 64 : nlen), p, EFS_NAME_MAX);
+        if (plen == 0 || path[0] != '/')
+            return config_fail(err, var, "path for '%.*s' must be absolute", (int)nlen, p);
+        if (plen >= PATH_MAX)
+            return config_fail(err, var, "path for '%.*s' is too long", (int)nlen, p);
+        while (plen > 1 && path[plen - 1] == '/')
+            plen--;
+        if (plen == 1)
+            return config_fail(err, var, "path for '%.*s' cannot be /", (int)nlen, p);
+        if (out->count >= EFS_LINKS_MAX)
+            return config_fail(err, var, "has more than %d entries", EFS_LINKS_MAX);
+        struct efs_link *l = &out->link[out->count];
+        memcpy(l->name, p, nlen);
+        l->name[nlen] = '\0';
+        memcpy(l->path, path, plen);
+        l->path[plen] = '\0';
+        if (strstr(l->path, "/../") || strstr(l->path, "/./") ||
+            (plen >= 3 && strcmp(l->path + plen - 3, "/..") == 0) ||
+            (plen >= 2 && strcmp(l->path + plen - 2, "/.") == 0))
+            return config_fail(err, var, "path for '%s' must not contain . or .. parts", l->name);
+        for (int i = 0; i < out->count; i++) {
+            if (strcmp(out->link[i].name, l->name) == 0)
+                return config_fail(err, var, "folder '%s' is listed twice", l->name);
+            if (strcmp(out->link[i].path, l->path) == 0)
+                return config_fail(err, var, "path '%s' is listed twice", l->path);
+        }
+        out->count++;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* ---- mount points --------------------------------------------------------- */
+
+/* Copies a mountinfo field (up to a space) unescaping \ooo; returns the end. */
+static const char *field_copy(const char *p, const char *end, char *dst, size_t cap)
+{
+    size_t n = 0;
+    while (p < end && *p != ' ' && *p != '\n') {
+        char c = *p++;
+        if (c == '\\' && end - p >= 3 && p[0] >= '0' && p[0] <= '3' && p[1] >= '0' &&
+            p[1] <= '7' && p[2] >= '0' && p[2] <= '7') {
+            c = (char)((p[0] - '0') * 64 + (p[1] - '0') * 8 + (p[2] - '0'));
+            p += 3;
+        }
+        if (n + 1 < cap)
+            dst[n++] = c;
+    }
+    if (cap)
+        dst[n] = '\0';
+    return p;
+}
+
+static const char *skip_field(const char *p, const char *end)
+{
+    while (p < end && *p != ' ' && *p != '\n')
+        p++;
+    if (p < end && *p == ' ')
+        p++;
+    return p;
+}
+
+bool efs_mountinfo_find(const char *text, size_t len, const char *path, char *fstype,
+                        size_t fstype_cap)
+{
+    const char *p = text, *end = text + len;
+    bool found = false;
+    char mnt[PATH_MAX];
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        const char *q = p;
+        for (int i = 0; i < 4 && q < eol; i++) /* id, parent, dev, root */
+            q = skip_field(q, eol);
+        if (q < eol) {
+            q = field_copy(q, eol, mnt, sizeof(mnt));
+            if (strcmp(mnt, path) == 0) {
+                found = true; /* the last matching line is the visible mount */
+                const char *sep = NULL;
+                for (const char *s = q; s + 2 < eol; s++) {
+                    if (s[0] == ' ' && s[1] == '-' && s[2] == ' ') {
+                        sep = s + 3;
+                        break;
+                    }
+                }
+                if (fstype && fstype_cap) {
+                    fstype[0] = '\0';
+                    if (sep)
+                        field_copy(sep, eol, fstype, fstype_cap);
+                }
+            }
+        }
+        p = eol < end ? eol + 1 : end;
+    }
+    return found;
+}
+
+static char *read_small_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 16384, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    *len = n;
+    return buf;
+}
+
+int efs_is_mount_point(const char *path, char *fstype, size_t fstype_cap)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return -1;
+    size_t len = 0;
+    char *text = read_small_file("/proc/self/mountinfo", &len);
+    if (!text)
+        return -1;
+    bool found = efs_mountinfo_find(text, len, real, fstype, fstype_cap);
+    free(text);
+    return found ? 1 : 0;
+}
+
+const char *efs_fs_name(int64_t magic)
+{
+    switch ((uint32_t)magic) {
+    case 0x6969: return "nfs";
+    case 0xEF53: return "ext4";
+    case 0x01021994: return "tmpfs";
+    case 0x794C7630: return "overlay";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x65735546: return "fuse";
+    case 0x2FC12FC1: return "zfs";
+    case 0x858458F6: return "ramfs";
+    case 0x9FA0: return "proc";
+    default: return NULL;
+    }
+}
+
+int efs_fs_type(const char *path, char *out, size_t cap, bool *is_nfs)
+{
+    struct statfs sfs;
+    if (statfs(path, &sfs) < 0)
+        return -1;
+    *is_nfs = (uint32_t)sfs.f_type == NFS_SUPER_MAGIC_VALUE;
+    char mtype[64] = "";
+    if (efs_is_mount_point(path, mtype, sizeof(mtype)) == 1 && mtype[0]) {
+        snprintf(out, cap, "%s", mtype);
+        return 0;
+    }
+    const char *name = efs_fs_name((int64_t)sfs.f_type);
+    if (name)
+        snprintf(out, cap, "%s", name);
+    else
+        snprintf(out, cap, "0x%lx", (unsigned long)sfs.f_type);
+    return 0;
+}
+
+/* ---- folders and the write probe --------------------------------------- */
+
+int efs_ensure_folder(const char *dir, const struct run_as *run_as, char *msg, size_t cap)
+{
+    bool created = false;
+    if (mkdir(dir, 0755) == 0)
+        created = true;
+    else if (errno != EEXIST) {
+        snprintf(msg, cap, "%s: cannot create folder: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        snprintf(msg, cap, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        snprintf(msg, cap, "%s: is a symlink, not a folder; it is not followed or replaced", dir);
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(msg, cap, "%s: exists and is not a folder; it is not replaced", dir);
+        return -1;
+    }
+    if (run_as && run_as->set && (created || st.st_uid != run_as->uid)) {
+        /* Only the folder itself: customer files keep whatever owner they have. */
+        if (lchown(dir, run_as->uid, run_as->gid) < 0) {
+            snprintf(msg, cap, "%s: cannot give the folder to %s (uid %u): %s", dir,
+                     run_as->user[0] ? run_as->user : "the run-as user", (unsigned)run_as->uid,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int probe_one(const char *dir, int i, char *msg, size_t cap)
+{
+    char name[PATH_MAX];
+    int n = snprintf(name, sizeof(name), "%s/.pi-agent-probe.%ld.%d", dir, (long)getpid(), i);
+    if (n < 0 || (size_t)n >= sizeof(name)) {
+        snprintf(msg, cap, "%s: path too long", dir);
+        return -1;
+    }
+    int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(msg, cap, "%s: not writable: %s", dir, strerror(errno));
+        return -1;
+    }
+    static const char probe[] = "pi-agent write probe\n";
+    int rc = 0;
+    if (write(fd, probe, sizeof(probe) - 1) != (ssize_t)(sizeof(probe) - 1) || fsync(fd) < 0) {
+        snprintf(msg, cap, "%s: write failed: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    if (close(fd) < 0 && rc == 0) {
+        snprintf(msg, cap, "%s: write failed: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    if (unlink(name) < 0 && rc == 0) {
+        snprintf(msg, cap, "%s: cannot remove the probe file: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
+
+static int probe_all(const char *const *dirs, int n, bool *ok, char *msg, size_t cap)
+{
+    int failures = 0;
+    for (int i = 0; i < n; i++) {
+        char one[512];
+        ok[i] = probe_one(dirs[i], i, one, sizeof(one)) == 0;
+        if (!ok[i] && failures++ == 0)
+            snprintf(msg, cap, "%s", one);
+    }
+    return failures;
+}
+
+int efs_write_probe(const char *const *dirs, int n, const struct run_as *run_as, bool *ok,
+                    char *msg, size_t cap)
+{
+    if (cap)
+        msg[0] = '\0';
+    if (!run_as || !run_as->set || geteuid() == run_as->uid)
+        return probe_all(dirs, n, ok, msg, cap);
+
+    /* A disposable process takes the run-as identity so the probe answers for
+     * the user Tomcat runs as, not for root. */
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        struct {
+            int failures;
+            bool ok[EFS_LINKS_MAX * 2];
+            char msg[512];
+        } rep;
+        memset(&rep, 0, sizeof(rep));
+        int m = n > EFS_LINKS_MAX * 2 ? EFS_LINKS_MAX * 2 : n;
+        if (setgroups(1, &run_as->gid) < 0 || setgid(run_as->gid) < 0 ||
+            setuid(run_as->uid) < 0) {
+            rep.failures = -1;
+            snprintf(rep.msg, sizeof(rep.msg), "cannot switch to uid %u for the write probe: %s",
+                     (unsigned)run_as->uid, strerror(errno));
+        } else {
+            rep.failures = probe_all(dirs, m, rep.ok, rep.msg, sizeof(rep.msg));
+        }
+        ssize_t w = write(fds[1], &rep, sizeof(rep));
+        _exit(w == (ssize_t)sizeof(rep) ? 0 : 1);
+    }
+    close(fds[1]);
+    struct {
+        int failures;
+        bool ok[EFS_LINKS_MAX * 2];
+        char msg[512];
+    } rep;
+    size_t got = 0;
+    while (got < sizeof(rep)) {
+        ssize_t r = read(fds[0], (char *)&rep + got, sizeof(rep) - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (got != sizeof(rep)) {
+        snprintf(msg, cap, "write probe process failed");
+        return -1;
+    }
+    if (rep.failures < 0) {
+        snprintf(msg, cap, "%s", rep.msg);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        ok[i] = i < EFS_LINKS_MAX * 2 ? rep.ok[i] : false;
+    snprintf(msg, cap, "%s", rep.msg);
+    return rep.failures;
+}
+
+/* ---- dashboard paths ------------------------------------------------------- */
+
+const char *efs_link_state_name(enum efs_link_state s)
+{
+    switch (s) {
+    case EFS_LINK_MISSING: return "missing";
+    case EFS_LINK_OK: return "linked";
+    case EFS_LINK_OTHER_LINK: return "symlink elsewhere";
+    case EFS_LINK_DIRECTORY: return "image folder";
+    case EFS_LINK_MOUNT_POINT: return "mount point";
+    case EFS_LINK_NOT_DIR: return "not a folder";
+    }
+    return "?";
+}
+
+int efs_link_inspect(const char *path, const char *folder, enum efs_link_state *out)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            *out = EFS_LINK_MISSING;
+            return 0;
+        }
+        return -1;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0)
+            return -1;
+        target[n] = '\0';
+        *out = strcmp(target, folder) == 0 ? EFS_LINK_OK : EFS_LINK_OTHER_LINK;
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        *out = EFS_LINK_NOT_DIR;
+        return 0;
+    }
+    int m = efs_is_mount_point(path, NULL, 0);
+    if (m < 0)
+        return -1;
+    *out = m ? EFS_LINK_MOUNT_POINT : EFS_LINK_DIRECTORY;
+    return 0;
+}
+
+void efs_image_backup_path(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.pi-agent-image", path);
+}
+
+/* mkdir -p of path's parent. */
+static int make_parents(const char *path, char *msg, size_t cap)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf)
+        return 0;
+    *slash = '\0';
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+                snprintf(msg, cap, "%s: cannot create folder: %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+int efs_link_replace(const char *path, const char *folder, char *msg, size_t cap)
+{
+    enum efs_link_state state;
+    if (efs_link_inspect(path, folder, &state) < 0) {
+        snprintf(msg, cap, "%s: cannot inspect: %s", path, strerror(errno));
+        return -1;
+    }
+    switch (state) {
+    case EFS_LINK_OK:
+        return 0;
+    case EFS_LINK_MOUNT_POINT:
+        snprintf(msg, cap, "%s: is a mount point; it is left alone", path);
+        return -1;
+    case EFS_LINK_NOT_DIR:
+        snprintf(msg, cap, "%s: exists and is not a folder; it is not replaced", path);
+        return -1;
+    default:
+        break;
+    }
+    if (make_parents(path, msg, cap) < 0)
+        return -1;
+
+    char tmp[PATH_MAX];
+    int n = snprintf(tmp, sizeof(tmp), "%s.pi-agent-link.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        snprintf(msg, cap, "%s: path too long", path);
+        return -1;
+    }
+    /* A leftover with this name can only be ours (an earlier run with this pid). */
+    if (symlink(folder, tmp) < 0 &&
+        (errno != EEXIST || unlink(tmp) < 0 || symlink(folder, tmp) < 0)) {
+        snprintf(msg, cap, "%s: cannot create symlink: %s", tmp, strerror(errno));
+        return -1;
+    }
+
+    char backup[PATH_MAX] = "";
+    if (state == EFS_LINK_DIRECTORY) {
+        /* The image's folder is moved aside, never deleted: a directory cannot
+         * be swapped for a symlink in one rename. */
+        char base[PATH_MAX];
+        efs_image_backup_path(path, base, sizeof(base));
+        int moved = -1;
+        for (int i = 0; i < 10 && moved < 0; i++) {
+            if (i == 0)
+                snprintf(backup, sizeof(backup), "%s", base);
+            else
+                snprintf(backup, sizeof(backup), "%.4000s.%d", base, i);
+            struct stat st;
+            if (lstat(backup, &st) == 0)
+                continue;
+            moved = rename(path, backup);
+            if (moved < 0 && errno != EEXIST && errno != ENOTEMPTY)
+                break;
+        }
+        if (moved < 0) {
+            snprintf(msg, cap, "%s: cannot move the image folder aside: %s", path,
+                     strerror(errno ? errno : EEXIST));
+            (void)unlink(tmp);
+            return -1;
+        }
+    }
+    if (rename(tmp, path) < 0) {
+        int saved = errno;
+        snprintf(msg, cap, "%s: cannot put the symlink in place: %s", path, strerror(saved));
+        if (backup[0])
+            (void)rename(backup, path);
+        (void)unlink(tmp);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,516 @@
+/* efs_seed: see efs_seed.h. */
+#include "efs_seed.h"
+
+#include "efs_layout.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SEED_MAX_DEPTH 64
+#define SEED_FORMAT "pi-agent-seed-1"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+/* ---- fingerprint -------------------------------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t entry_hash(const char *name, const char *rel, const struct stat *st)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv1a(h, name, strlen(name) + 1);
+    h = fnv1a(h, rel, strlen(rel) + 1);
+    uint64_t v[3] = { (uint64_t)(st->st_mode & S_IFMT),
+                      S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_size,
+                      S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_mtime };
+    return fnv1a(h, v, sizeof(v));
+}
+
+static int fingerprint_dir(int fd, const char *name, char *rel, size_t rel_len, int depth,
+                           uint64_t *sum)
+{
+    if (depth > SEED_MAX_DEPTH)
+        return -1;
+    int dfd = dup(fd);
+    if (dfd < 0)
+        return -1;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        size_t n = (size_t)snprintf(rel + rel_len, PATH_MAX - rel_len, "/%s", e->d_name);
+        if (rel_len + n >= PATH_MAX)
+            continue;
+        *sum += entry_hash(name, rel, &st); /* a sum: readdir order does not matter */
+        if (S_ISDIR(st.st_mode)) {
+            int cfd = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (cfd >= 0) {
+                if (fingerprint_dir(cfd, name, rel, rel_len + n, depth + 1, sum) < 0)
+                    rc = -1;
+                close(cfd);
+            }
+        }
+        rel[rel_len] = '\0';
+    }
+    closedir(d);
+    return rc;
+}
+
+int efs_seed_fingerprint(const struct efs_seed_source *src, int n, char out[17])
+{
+    uint64_t sum = fnv1a(0xcbf29ce484222325ull, SEED_FORMAT, sizeof(SEED_FORMAT));
+    char *rel = malloc(PATH_MAX);
+    if (!rel)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = open(src[i].src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        sum += fnv1a(0xcbf29ce484222325ull, src[i].name, strlen(src[i].name) + 1);
+        rel[0] = '\0';
+        if (fingerprint_dir(fd, src[i].name, rel, 0, 0, &sum) < 0)
+            rc = -1;
+        close(fd);
+    }
+    free(rel);
+    snprintf(out, 17, "%016llx", (unsigned long long)sum);
+    return rc;
+}
+
+bool efs_seed_marker_matches(const char *text, size_t len, const char *version)
+{
+    static const char key[] = "seed-version=";
+    size_t klen = sizeof(key) - 1, vlen = strlen(version);
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        size_t l = (size_t)(eol - p);
+        if (l == klen + vlen && memcmp(p, key, klen) == 0 && memcmp(p + klen, version, vlen) == 0)
+            return true;
+        p = eol + 1;
+    }
+    return false;
+}
+
+/* ---- copying -------------------------------------------------------------- */
+
+struct seed_ctx {
+    const struct run_as *run_as;
+    struct efs_seed_result *res;
+    unsigned long tmp_counter;
+    char *path; /* display path of the current destination directory */
+};
+
+static void seed_error(struct seed_ctx *c, const char *name, const char *what, int err)
+{
+    c->res->errors++;
+    if (c->res->first_error[0] == '\0')
+        snprintf(c->res->first_error, sizeof(c->res->first_error), "%s/%s: %s: %s", c->path,
+                 name, what, strerror(err));
+}
+
+static void tmp_name(struct seed_ctx *c, char *out, size_t cap)
+{
+    snprintf(out, cap, EFS_TMP_PREFIX "%ld.%lu", (long)getpid(), ++c->tmp_counter);
+}
+
+/* Moves tmp to name unless name exists. Returns 1 when placed, 0 when name
+ * already existed (tmp is removed), -1 on error (errno). */
+static int place_noreplace(int dfd, const char *tmp, const char *name)
+{
+    if (syscall(SYS_renameat2, dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+        return 1;
+    if (errno == EEXIST) {
+        (void)unlinkat(dfd, tmp, 0);
+        return 0;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    /* NFS has no RENAME_NOREPLACE: a hard link fails on an existing name just
+     * as atomically; the temporary name is then dropped. */
+    if (linkat(dfd, tmp, dfd, name, 0) < 0) {
+        int saved = errno;
+        if (saved == EEXIST) {
+            (void)unlinkat(dfd, tmp, 0);
+            return 0;
+        }
+        errno = saved;
+        return -1;
+    }
+    if (unlinkat(dfd, tmp, 0) < 0)
+        return -1;
+    return 1;
+}
+
+static int copy_bytes(int in, int out)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return -1;
+            off += w;
+        }
+    }
+}
+
+static void copy_file(struct seed_ctx *c, int sfd, int dfd, const char *name,
+                      const struct stat *st)
+{
+    int in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (in < 0) {
+        seed_error(c, name, "cannot read the image's file", errno);
+        return;
+    }
+    char tmp[64];
+    tmp_name(c, tmp, sizeof(tmp));
+    int out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0) {
+        seed_error(c, name, "cannot create", errno);
+        close(in);
+        return;
+    }
+    int rc = copy_bytes(in, out);
+    int err = errno;
+    close(in);
+    if (rc == 0 && c->run_as && c->run_as->set &&
+        fchown(out, c->run_as->uid, c->run_as->gid) < 0)
+        rc = -1, err = errno;
+    if (rc == 0 && fchmod(out, st->st_mode & 0777) < 0)
+        rc = -1, err = errno;
+    if (rc == 0 && fsync(out) < 0)
+        rc = -1, err = errno;
+    if (close(out) < 0 && rc == 0)
+        rc = -1, err = errno;
+    if (rc < 0) {
+        seed_error(c, name, "cannot copy", err);
+        (void)unlinkat(dfd, tmp, 0);
+        return;
+    }
+    int placed = place_noreplace(dfd, tmp, name);
+    if (placed < 0) {
+        seed_error(c, name, "cannot rename into place", errno);
+        (void)unlinkat(dfd, tmp, 0);
+    } else if (placed == 0) {
+        c->res->kept++;
+    } else {
+        c->res->copied++;
+    }
+}
+
+static void copy_symlink(struct seed_ctx *c, int sfd, int dfd, const char *name)
+{
+    char target[PATH_MAX];
+    ssize_t n = readlinkat(sfd, name, target, sizeof(target) - 1);
+    if (n < 0) {
+        seed_error(c, name, "cannot read the image's symlink", errno);
+        return;
+    }
+    target[n] = '\0';
+    char tmp[64];
+    tmp_name(c, tmp, sizeof(tmp));
+    if (symlinkat(target, dfd, tmp) < 0) {
+        seed_error(c, name, "cannot create symlink", errno);
+        return;
+    }
+    if (c->run_as && c->run_as->set &&
+        fchownat(dfd, tmp, c->run_as->uid, c->run_as->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        seed_error(c, name, "cannot give the symlink to the run-as user", errno);
+        (void)unlinkat(dfd, tmp, 0);
+        return;
+    }
+    int placed = place_noreplace(dfd, tmp, name);
+    if (placed < 0) {
+        seed_error(c, name, "cannot rename into place", errno);
+        (void)unlinkat(dfd, tmp, 0);
+    } else if (placed == 0) {
+        c->res->kept++;
+    } else {
+        c->res->copied++;
+    }
+}
+
+/* Removes what an interrupted seed left in this destination directory. Only
+ * names with our prefix: nobody else writes them, and we hold the lock. */
+static void remove_leftovers(struct seed_ctx *c, int dfd)
+{
+    int fd = dup(dfd);
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, EFS_TMP_PREFIX, sizeof(EFS_TMP_PREFIX) - 1) != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+            unlinkat(dfd, e->d_name, 0) == 0)
+            c->res->temps_removed++;
+    }
+    closedir(d);
+}
+
+static void seed_dir(struct seed_ctx *c, int sfd, int dfd, size_t path_len, int depth)
+{
+    remove_leftovers(c, dfd);
+    int fd = dup(sfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        seed_error(c, ".", "cannot read the image's folder", errno);
+        return;
+    }
+    bool changed = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        if (strncmp(name, EFS_TMP_PREFIX, sizeof(EFS_TMP_PREFIX) - 1) == 0)
+            continue; /* never seed a name we treat as ours */
+        struct stat st, dst;
+        if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            seed_error(c, name, "cannot read the image's entry", errno);
+            continue;
+        }
+        bool exists = fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!exists && errno != ENOENT) {
+            seed_error(c, name, "cannot check", errno);
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (exists && !S_ISDIR(dst.st_mode)) {
+                c->res->kept++; /* something else by that name: never replaced */
+                continue;
+            }
+            if (!exists) {
+                if (mkdirat(dfd, name, st.st_mode & 0777) < 0 && errno != EEXIST) {
+                    seed_error(c, name, "cannot create folder", errno);
+                    continue;
+                }
+                if (c->run_as && c->run_as->set &&
+                    fchownat(dfd, name, c->run_as->uid, c->run_as->gid, AT_SYMLINK_NOFOLLOW) < 0)
+                    seed_error(c, name, "cannot give the folder to the run-as user", errno);
+                c->res->dirs_created++;
+                changed = true;
+            }
+            if (depth >= SEED_MAX_DEPTH) {
+                seed_error(c, name, "too deep", ELOOP);
+                continue;
+            }
+            int cs = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (cs < 0) {
+                seed_error(c, name, "cannot open the image's folder", errno);
+                continue;
+            }
+            /* O_NOFOLLOW: a symlink placed on EFS is never followed out of the root. */
+            int cd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (cd < 0) {
+                seed_error(c, name, "cannot open folder", errno);
+                close(cs);
+                continue;
+            }
+            size_t n = (size_t)snprintf(c->path + path_len, PATH_MAX - path_len, "/%s", name);
+            size_t child_len = path_len + n >= PATH_MAX ? path_len : path_len + n;
+            seed_dir(c, cs, cd, child_len, depth + 1);
+            c->path[path_len] = '\0';
+            close(cs);
+            close(cd);
+            continue;
+        }
+        if (exists) {
+            c->res->kept++;
+            continue;
+        }
+        uint64_t before = c->res->copied;
+        if (S_ISREG(st.st_mode))
+            copy_file(c, sfd, dfd, name, &st);
+        else if (S_ISLNK(st.st_mode))
+            copy_symlink(c, sfd, dfd, name);
+        /* devices, fifos and sockets in an image folder are not content */
+        if (c->res->copied != before)
+            changed = true;
+    }
+    closedir(d);
+    if (changed && fsync(dfd) < 0 && errno != EINVAL && errno != EBADF)
+        seed_error(c, ".", "cannot sync folder", errno);
+}
+
+/* ---- lock and marker -------------------------------------------------------- */
+
+static int write_marker(int rootfd, const char *version, char *err, size_t cap)
+{
+    char tmp[64], text[256];
+    snprintf(tmp, sizeof(tmp), EFS_AGENT_DIR "/" EFS_TMP_PREFIX "marker.%ld", (long)getpid());
+    int len = snprintf(text, sizeof(text), "seed-version=%s\nagent-version=%s\nseeded-at=%lld\n",
+                       version, PI_AGENT_VERSION, (long long)time(NULL));
+    int fd = openat(rootfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, cap, "%s: cannot create: %s", tmp, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    if (write(fd, text, (size_t)len) != len || fsync(fd) < 0)
+        rc = -1;
+    if (close(fd) < 0)
+        rc = -1;
+    if (rc < 0 || renameat(rootfd, tmp, rootfd, EFS_SEED_MARKER) < 0) {
+        snprintf(err, cap, "%s: cannot write: %s", EFS_SEED_MARKER, strerror(errno));
+        (void)unlinkat(rootfd, tmp, 0);
+        return -1;
+    }
+    int dfd = openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+static bool marker_matches(int rootfd, const char *version)
+{
+    int fd = openat(rootfd, EFS_SEED_MARKER, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    return n > 0 && efs_seed_marker_matches(buf, (size_t)n, version);
+}
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
+                 const struct run_as *run_as, struct efs_seed_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    char *errbuf = res->first_error;
+    size_t errcap = sizeof(res->first_error);
+    /* Unreadable image entries only make the fingerprint partial: the seed
+     * itself reports them. */
+    (void)efs_seed_fingerprint(src, n, res->version);
+    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) {
+        snprintf(errbuf, errcap, "%s: cannot open: %s", root, strerror(errno));
+        res->errors++;
+        return -1;
+    }
+    if (mkdirat(rootfd, EFS_AGENT_DIR, 0755) < 0 && errno != EEXIST) {
+        snprintf(errbuf, errcap, "%s/%s: cannot create: %s", root, EFS_AGENT_DIR, strerror(errno));
+        res->errors++;
+        close(rootfd);
+        return -1;
+    }
+    int lockfd = openat(rootfd, EFS_SEED_LOCK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (lockfd < 0) {
+        snprintf(errbuf, errcap, "%s/%s: cannot open: %s", root, EFS_SEED_LOCK, strerror(errno));
+        res->errors++;
+        close(rootfd);
+        return -1;
+    }
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    double t0 = mono_seconds();
+    int rc;
+    while ((rc = fcntl(lockfd, F_SETLKW, &fl)) < 0 && errno == EINTR)
+        ;
+    res->lock_wait_s = mono_seconds() - t0;
+    if (rc < 0) {
+        snprintf(errbuf, errcap, "%s/%s: cannot lock: %s", root, EFS_SEED_LOCK, strerror(errno));
+        res->errors++;
+        close(lockfd);
+        close(rootfd);
+        return -1;
+    }
+
+    int agentfd = openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (agentfd >= 0) { /* a marker temporary left by a kill */
+        struct seed_ctx lc = { .res = res };
+        remove_leftovers(&lc, agentfd);
+        close(agentfd);
+    }
+    if (marker_matches(rootfd, res->version)) {
+        res->skipped = true;
+    } else {
+        char path[PATH_MAX];
+        struct seed_ctx c = { .run_as = run_as, .res = res, .path = path };
+        for (int i = 0; i < n; i++) {
+            int sfd = open(src[i].src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sfd < 0)
+                continue; /* nothing shipped there */
+            int dfd = open(src[i].dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (dfd < 0) {
+                snprintf(path, sizeof(path), "%s", src[i].dst);
+                seed_error(&c, ".", "cannot open folder", errno);
+                close(sfd);
+                continue;
+            }
+            snprintf(path, sizeof(path), "%s", src[i].dst);
+            seed_dir(&c, sfd, dfd, strlen(path), 0);
+            close(sfd);
+            close(dfd);
+        }
+        if (res->errors == 0) {
+            char err[512];
+            if (write_marker(rootfd, res->version, err, sizeof(err)) < 0) {
+                res->errors++;
+                efs_fmt(errbuf, errcap, "%s/%s", root, err);
+            }
+        }
+    }
+    fl.l_type = F_UNLCK;
+    (void)fcntl(lockfd, F_SETLK, &fl);
+    close(lockfd); /* closing drops the lock anyway */
+    close(rootfd);
+    return res->errors == 0 ? 0 : -1;
+}

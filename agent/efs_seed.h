@@ -1,0 +1,61 @@
+/* efs_seed: copies the image's default content (themes, locale, ...) into the
+ * EFS folders, exactly once across every task sharing the root, without ever
+ * overwriting or deleting a file that is already there.
+ *
+ *  - Seeding runs under an exclusive fcntl lock on ROOT/.pi-agent/seed.lock
+ *    (a file opened for writing: NFS honours whole-file fcntl locks and frees
+ *    them when a crashed client's lease expires).
+ *  - ROOT/.pi-agent/seed.done records the seed version: a fingerprint of the
+ *    image content (folder, relative path, type, size, mtime of each entry).
+ *    A task that finds the same version skips the walk; a new image version
+ *    seeds again, still copying only what is absent.
+ *  - Every copy goes to a temporary name (.pi-agent-tmp.*) in its target
+ *    folder, is fsynced and then renamed without replacing (renameat2
+ *    RENAME_NOREPLACE, or link+unlink where the file system lacks it). A kill
+ *    mid-seed leaves temporaries and no marker; the next start removes the
+ *    temporaries and finishes the job. */
+#ifndef PI_EFS_SEED_H
+#define PI_EFS_SEED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define EFS_AGENT_DIR ".pi-agent"
+#define EFS_SEED_LOCK ".pi-agent/seed.lock"
+#define EFS_SEED_MARKER ".pi-agent/seed.done"
+#define EFS_TMP_PREFIX ".pi-agent-tmp."
+
+struct efs_seed_source {
+    const char *name; /* folder name, part of the fingerprint */
+    const char *src;  /* the image's folder (local) */
+    const char *dst;  /* the EFS folder */
+};
+
+struct efs_seed_result {
+    bool skipped;            /* the marker already held this version */
+    char version[17];        /* hex fingerprint */
+    uint64_t copied;         /* files and symlinks copied */
+    uint64_t kept;           /* entries already on EFS, left as they were */
+    uint64_t dirs_created;
+    uint64_t temps_removed;  /* leftovers of an interrupted seed */
+    uint64_t errors;
+    char first_error[512];   /* "path: reason" */
+    double lock_wait_s;
+};
+
+/* Pure helper: order-independent fingerprint of the given sources (walks the
+ * local image folders). Missing sources contribute nothing. Returns 0/-1. */
+int efs_seed_fingerprint(const struct efs_seed_source *src, int n, char out[17]);
+
+/* Seeds every source into its destination under the root's lock. Returns 0
+ * when the seed is complete (res->errors == 0), -1 otherwise (res->first_error
+ * or msg says why: lock, marker or copy failures name the path). */
+int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
+                 const struct run_as *run_as, struct efs_seed_result *res);
+
+/* Pure: does the marker text record this version? */
+bool efs_seed_marker_matches(const char *text, size_t len, const char *version);
+
+#endif
