@@ -52,7 +52,7 @@ $(BUILD)/pi-agent: $(REL_OBJS)
 # --- tests: glibc builds with Debian's -dev packages ----------------------
 # Areas append to TEST_PACKAGES in mk/*.mk.
 TEST_PACKAGES := gcc make libcmocka-dev libmbedtls-dev libcjson-dev libcurl4-openssl-dev \
-                 python3 python3-pytest util-linux procps
+                 python3 python3-pytest util-linux procps tomcat10 default-jre-headless
 
 HOST_CC     := gcc
 CFLAGS_TEST := -std=gnu11 -g -O1 $(WARN) -D_GNU_SOURCE -DPI_AGENT_VERSION='"$(VERSION)"' \
