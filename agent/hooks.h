@@ -1,0 +1,121 @@
+/* hooks: lifecycle hooks. Executables in PI_AGENT_HOOKS_DIR/<phase>.d run one
+ * after another in lexical (byte) order, each in its own process group with a
+ * time limit after which the whole group is killed. They inherit fds 0-2 only,
+ * run as the agent's own user (root in the dashboard image) whatever
+ * PI_AGENT_RUN_AS says, and get the agent's environment plus:
+ *   PI_AGENT_PHASE                    pre-start, post-ready, pre-stop, post-stop
+ *   PI_LICENCE_STATUS                 the licence status word ("unknown" if none)
+ *   PI_AGENT_HOOK_TIME_LIMIT_SECONDS  what this hook has before it is killed
+ *   PI_AGENT_CHILD_PID                Tomcat's pid, while it runs
+ *   PI_AGENT_ENV_FILE                 pre-start only: KEY=VALUE lines written
+ *                                     here go into Tomcat's environment
+ * Also home of the `pi-agent wait-tcp HOST PORT SECONDS` subcommand the
+ * shipped database hook uses (a slim image has no client and maybe no bash). */
+#ifndef PI_HOOKS_H
+#define PI_HOOKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define EXIT_HOOK_FAILED 75 /* EX_TEMPFAIL: a pre-start hook failed or timed out */
+
+#define HOOKS_DEFAULT_DIR "/etc/pi-agent/hooks"
+#define HOOKS_DEFAULT_TIMEOUT_S 30
+#define HOOKS_MAX_TIMEOUT_S 3600
+/* The most a hook may write to PI_AGENT_ENV_FILE. */
+#define HOOKS_ENV_FILE_MAX (64 * 1024)
+
+#define HOOK_PHASE_PRE_START "pre-start"
+#define HOOK_PHASE_POST_READY "post-ready"
+#define HOOK_PHASE_PRE_STOP "pre-stop"
+#define HOOK_PHASE_POST_STOP "post-stop"
+
+struct childenv;
+struct loop;
+struct agent_state;
+
+struct hooks_config {
+    char dir[1024];       /* PI_AGENT_HOOKS_DIR, absolute */
+    unsigned timeout_s;   /* PI_AGENT_HOOK_TIMEOUT_SECONDS, 1..3600 */
+    bool warn_only;       /* PI_AGENT_HOOK_FAILURE=warn (default fail) */
+};
+
+/* Reads PI_AGENT_HOOKS_DIR, PI_AGENT_HOOK_TIMEOUT_SECONDS and
+ * PI_AGENT_HOOK_FAILURE. Returns 0, or -1 with err naming the variable. */
+int hooks_config_load(struct hooks_config *cfg, struct config_error *err);
+
+/* Synchronous, before the loop runs or after it ended (pre-start, post-stop).
+ * Children are reaped with reap_wait. For pre-start, env receives the hooks'
+ * KEY=VALUE output (a later hook already sees what an earlier one added); for
+ * other phases env is only read (NULL means the agent's own environ).
+ * budget_ms caps the whole phase (0 = none). A SIGTERM or SIGINT pending
+ * (blocked) while the phase runs ends it early: the running hook's group is
+ * killed and the rest skipped, which counts as a failure.
+ * Returns 0, or EXIT_HOOK_FAILED when a pre-start hook failed (exit status not
+ * 0, killed, timed out, unreadable hooks directory, bad PI_AGENT_ENV_FILE
+ * line) and PI_AGENT_HOOK_FAILURE is not warn; the first such failure stops
+ * the phase. Failures are logged and recorded in state->hooks_failure. */
+int hooks_run_sync(const struct hooks_config *cfg, const char *phase, struct childenv *env,
+                   uint64_t budget_ms, struct agent_state *state);
+
+/* Asynchronous, inside the loop (post-ready, pre-stop): hooks run one after
+ * another, their exits come via reap_watch callbacks, their deadlines via
+ * loop timers. done(ctx) is called once, always from the loop (never from
+ * inside this call), when the phase is over: all ran, or the budget ran out
+ * and the running hook's process group was killed. Failures are logged and
+ * recorded in state->hooks_failure. budget_ms caps the phase (0 = none).
+ * Returns 0 (done will be called) or -1 when nothing could be scheduled
+ * (done will not be called). */
+int hooks_run_async(struct loop *loop, const struct hooks_config *cfg, const char *phase,
+                    char *const *envp, uint64_t budget_ms, struct agent_state *state,
+                    void (*done)(void *ctx), void *ctx);
+
+/* `pi-agent wait-tcp HOST PORT SECONDS`: argv[0] is "wait-tcp". Connects to
+ * HOST:PORT once a second until it succeeds or SECONDS (0 = one attempt) have
+ * passed. Returns 0 when reachable, 1 when not in time, 64 on bad arguments. */
+int hooks_wait_tcp_main(int argc, char **argv);
+
+/* ---- parts exposed for unit tests --------------------------------------- */
+
+struct hook_list {
+    char **names;   /* file names (not paths), sorted with strcmp */
+    size_t count;
+};
+
+/* Lists the runnable hooks in dir: regular files (symlinks followed) with an
+ * execute bit, not starting with '.'; others are skipped with a debug line.
+ * A missing dir is an empty list. Returns 0, or -1 with errno when dir exists
+ * but cannot be read. */
+int hooks_list(const char *dir, struct hook_list *out);
+void hooks_list_free(struct hook_list *list);
+
+bool hooks_phase_known(const char *phase);
+
+/* Pure: how long the next hook may run. deadline_ms is the phase's end on the
+ * loop_now_ms clock (0 = no budget). Returns 0 when the budget is used up. */
+uint64_t hooks_time_limit_ms(unsigned timeout_s, uint64_t deadline_ms, uint64_t now_ms);
+
+/* Pure: "exit 3", "signal 9", "timed out after 30000 ms" into buf. Returns
+ * true when the outcome counts as success (exit 0, not timed out). */
+bool hooks_describe_outcome(int wait_status, bool timed_out, uint64_t limit_ms, char *buf,
+                            size_t cap);
+
+/* Parses a hook's PI_AGENT_ENV_FILE text into env, all or nothing: on a bad
+ * line env is unchanged, and *bad_line is its 1-based number (0 when the
+ * failure was allocation). Returns the number of variables set, or -1. */
+int hooks_merge_env_text(struct childenv *env, const char *text, size_t len, int *bad_line);
+
+struct wait_tcp_args {
+    char host[256];
+    char port[6];
+    unsigned seconds;
+};
+
+/* Pure: argv as for hooks_wait_tcp_main. Returns 0, or -1 with one line in err. */
+int hooks_parse_wait_tcp_args(int argc, char **argv, struct wait_tcp_args *out, char *err,
+                              size_t errcap);
+
+#endif
