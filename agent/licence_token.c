@@ -297,7 +297,7 @@ static int numeric_date(const cJSON *item, int64_t *out)
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0 ||
         item->valuedouble > (double)NUMERIC_DATE_MAX)
         return -1;
-    *out = (int64_t)floor(item->valuedouble);
+    *out = (int64_t)item->valuedouble; /* truncation = floor for >= 0 */
     return 0;
 }
 
@@ -353,7 +353,8 @@ int licence_parse_claims(const char *json, size_t len, struct licence_claims *ou
         goto out;
     }
     if (!cJSON_IsNumber(users) || !isfinite(users->valuedouble) || users->valuedouble < 0 ||
-        users->valuedouble > 1e12 || users->valuedouble != floor(users->valuedouble)) {
+        users->valuedouble > 1e12 ||
+        users->valuedouble != (double)(long long)users->valuedouble) {
         set_reason(reason, cap, "the licence has no users claim (a whole number)");
         goto out;
     }
