@@ -1,0 +1,144 @@
+/* emf: see emf.h. */
+#include "emf.h"
+
+#include <string.h>
+
+#include "health.h"
+#include "log.h"
+#include "loop.h"
+
+int emf_namespace_valid(const char *ns)
+{
+    size_t n = strlen(ns);
+    if (n == 0 || n > 255 || strncmp(ns, "AWS/", 4) == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)ns[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  strchr(".-_/#: ", c) != NULL;
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+struct emf_metric {
+    const char *name;
+    const char *unit;
+    bool present;
+    bool integral;
+    uint64_t u;
+    double d;
+};
+
+int emf_render(const struct agent_state *st, const struct health_verdict *v,
+               const char *ns, uint64_t now_wall_ms, char *buf, size_t cap)
+{
+    const struct efs_state *efs = &st->efs;
+    struct emf_metric m[] = {
+        { "Healthy", "None", true, true, v->ready ? 1 : 0, 0 },
+        { "HealthState", "None", true, true, (uint64_t)v->status, 0 },
+        { "ChildRestarts", "Count", true, true, st->child_restarts, 0 },
+        { "LicenceDaysLeft", "None", st->licence.has_days_left, false, 0,
+          (double)st->licence.days_left },
+        { "EfsUsedBytes", "Bytes", efs->scanned, true, efs->total_bytes, 0 },
+        { "EfsBudgetBytes", "Bytes", efs->budget_bytes > 0, true, efs->budget_bytes, 0 },
+        { "TomcatProbeLatency", "Milliseconds", st->probe.passes + st->probe.failures > 0,
+          false, 0, st->probe.last_latency_s * 1000.0 },
+    };
+    const size_t nm = sizeof m / sizeof m[0];
+
+    /* Dimensions: only those the task metadata actually gave us. An empty
+     * DimensionSet is allowed by the specification. */
+    const char *dim_names[2];
+    const char *dim_values[2];
+    size_t nd = 0;
+    if (st->metadata.known && st->metadata.cluster[0]) {
+        dim_names[nd] = "ClusterName";
+        dim_values[nd++] = st->metadata.cluster;
+    }
+    if (st->metadata.known && st->metadata.family[0]) {
+        dim_names[nd] = "TaskDefinitionFamily";
+        dim_values[nd++] = st->metadata.family;
+    }
+
+    struct outbuf b;
+    outbuf_init(&b, buf, cap);
+    outbuf_printf(&b, "{\"_aws\":{\"Timestamp\":%llu,\"CloudWatchMetrics\":[{\"Namespace\":",
+                  (unsigned long long)now_wall_ms);
+    outbuf_json_string(&b, ns);
+    outbuf_puts(&b, ",\"Dimensions\":[[");
+    for (size_t i = 0; i < nd; i++) {
+        if (i)
+            outbuf_puts(&b, ",");
+        outbuf_json_string(&b, dim_names[i]);
+    }
+    outbuf_puts(&b, "]],\"Metrics\":[");
+    bool first = true;
+    for (size_t i = 0; i < nm; i++) {
+        if (!m[i].present)
+            continue;
+        outbuf_printf(&b, "%s{\"Name\":\"%s\",\"Unit\":\"%s\"}", first ? "" : ",", m[i].name,
+                      m[i].unit);
+        first = false;
+    }
+    outbuf_puts(&b, "]}]}");
+    for (size_t i = 0; i < nd; i++) {
+        outbuf_puts(&b, ",");
+        outbuf_json_string(&b, dim_names[i]);
+        outbuf_puts(&b, ":");
+        outbuf_json_string(&b, dim_values[i]);
+    }
+    for (size_t i = 0; i < nm; i++) {
+        if (!m[i].present)
+            continue;
+        if (m[i].integral)
+            outbuf_printf(&b, ",\"%s\":%llu", m[i].name, (unsigned long long)m[i].u);
+        else if (m[i].d == m[i].d) /* NaN is not a JSON number */
+            outbuf_printf(&b, ",\"%s\":%.6g", m[i].name, m[i].d);
+        else
+            outbuf_printf(&b, ",\"%s\":0", m[i].name);
+    }
+    /* Plain members for Logs Insights; not metrics. */
+    outbuf_puts(&b, ",\"HealthStatus\":");
+    outbuf_json_string(&b, health_status_name(v->status));
+    outbuf_puts(&b, "}");
+    return b.overflow ? -1 : (int)b.len;
+}
+
+struct emf_ctx {
+    const struct health_config *cfg;
+    struct agent_state *state;
+};
+
+static void on_emf_timer(struct loop *loop, void *ctx)
+{
+    struct emf_ctx *e = ctx;
+    struct health_verdict v;
+    char line[4096];
+    (void)loop;
+    health_evaluate(e->state, &e->cfg->policy, &v);
+    int n = emf_render(e->state, &v, e->cfg->emf_namespace, wall_now_ms(), line, sizeof line);
+    if (n < 0) {
+        log_warn("EMF line did not fit its buffer: skipped");
+        return;
+    }
+    log_raw_line(line);
+}
+
+int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state)
+{
+    static struct emf_ctx ctx; /* one per process, lives as long as the loop */
+    if (!cfg->emf)
+        return 0;
+    ctx.cfg = cfg;
+    ctx.state = state;
+    uint64_t every = (uint64_t)cfg->emf_interval_s * 1000u;
+    if (loop_timer_add(loop, every, every, on_emf_timer, &ctx) < 0) {
+        log_error("cannot start the EMF timer");
+        return -1;
+    }
+    log_info("CloudWatch EMF metrics enabled", LF_STR("namespace", cfg->emf_namespace),
+             LF_INT("interval_s", cfg->emf_interval_s));
+    return 0;
+}

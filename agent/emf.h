@@ -1,0 +1,35 @@
+/* emf: one CloudWatch Embedded Metric Format line every
+ * PI_AGENT_EMF_INTERVAL_SECONDS on stdout, so the awslogs driver turns the
+ * agent's key figures into CloudWatch metrics without an agent or API call.
+ * Document shape (EMF specification):
+ *   {"_aws":{"Timestamp":<ms>,"CloudWatchMetrics":[{"Namespace":"...",
+ *     "Dimensions":[["ClusterName","TaskDefinitionFamily"]],
+ *     "Metrics":[{"Name":"Healthy","Unit":"None"},...]}]},
+ *    "ClusterName":"...","TaskDefinitionFamily":"...","Healthy":1,...}
+ * Every dimension and metric named in the directive is a root member. */
+#ifndef PI_EMF_H
+#define PI_EMF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "health_report.h"
+
+struct loop;
+struct health_config;
+struct agent_state;
+
+/* Pure: renders the line (no newline) into buf. Returns its length, or -1
+ * when cap is too small. */
+int emf_render(const struct agent_state *st, const struct health_verdict *v,
+               const char *ns, uint64_t now_wall_ms, char *buf, size_t cap);
+
+/* Pure: checks a CloudWatch namespace (1-255 characters of letters, digits
+ * and . - _ / # : space, not starting with "AWS/"). */
+int emf_namespace_valid(const char *ns);
+
+/* Starts the periodic EMF line when cfg->emf is set (a no-op otherwise).
+ * Returns 0, or -1 when the timer cannot be added. */
+int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state);
+
+#endif

@@ -1,0 +1,55 @@
+/* health: the HTTP/1.1 endpoint the ALB, ECS and people ask. It lives in the
+ * agent's event loop: non-blocking accept, a fixed connection limit (extra
+ * connections are closed at once), one deadline per request (a client that
+ * does not send a full request within PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS
+ * is dropped, however slowly it dribbles), keep-alive and pipelining.
+ * Routes: GET/HEAD /health (readiness), /live (liveness), /metrics
+ * (Prometheus). Answers come from struct agent_state only. */
+#ifndef PI_HEALTH_H
+#define PI_HEALTH_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "health_report.h"
+#include "probe.h"
+
+#define HEALTH_DEFAULT_PORT 8225
+
+struct loop;
+struct agent_state;
+
+struct health_config {
+    char addr[64];               /* PI_AGENT_HEALTH_ADDR, default 0.0.0.0 */
+    unsigned port;               /* PI_AGENT_HEALTH_PORT, default 8225, 0 = off */
+    unsigned max_connections;    /* PI_AGENT_HEALTH_MAX_CONNECTIONS, default 256 */
+    unsigned idle_timeout_s;     /* PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS, default 5 */
+    unsigned drain_s;            /* PI_AGENT_DRAIN_SECONDS, default 5 */
+    bool probe_enabled;          /* PI_AGENT_PROBE_URL is not "off" */
+    char probe_url[512];         /* PI_AGENT_PROBE_URL */
+    struct probe_target probe;   /* parsed probe_url */
+    unsigned probe_interval_s;   /* PI_AGENT_PROBE_INTERVAL_SECONDS, default 5 */
+    struct health_policy policy; /* PI_AGENT_LICENCE_REQUIRED, PI_EFS_OVER_BUDGET */
+    bool emf;                    /* PI_AGENT_EMF, default: ECS_CONTAINER_METADATA_URI_V4 set */
+    unsigned emf_interval_s;     /* PI_AGENT_EMF_INTERVAL_SECONDS, default 60 */
+    char emf_namespace[256];     /* PI_AGENT_EMF_NAMESPACE, default Panintelligence/Agent */
+};
+
+/* Reads every variable above. Returns 0, or -1 with err naming the variable. */
+int health_config_load(struct health_config *cfg, struct config_error *err);
+
+struct health_server;
+
+/* PI_AGENT_HEALTH_PORT=0 disables the listener, but the readiness watch
+ * still runs. on_first_ready (may be NULL) is called once, the first time
+ * /health would answer 200; state->ready_once is set then. Returns NULL on
+ * failure (the bind error is logged naming PI_AGENT_HEALTH_ADDR/PORT). */
+struct health_server *health_server_start(struct loop *loop, const struct health_config *cfg,
+                                          struct agent_state *state,
+                                          void (*on_first_ready)(void *ctx), void *ctx);
+void health_server_free(struct health_server *srv);
+
+/* `pi-agent health [--port N]` (health_client.c): exit 0 on 200, else 1. */
+int health_command(int argc, char **argv);
+
+#endif

@@ -1,0 +1,358 @@
+/* probe: see probe.h. One probe at a time: connect, send, read the status
+ * line, close. Each step is a callback of the loop; a one-shot timer ends a
+ * probe that has not finished within PROBE_TIMEOUT_MS. */
+#include "probe.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "health.h"
+#include "log.h"
+#include "loop.h"
+#include "state.h"
+
+/* ---- pure helpers ------------------------------------------------------- */
+
+int probe_parse_url(const char *url, struct probe_target *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    if (strncasecmp(url, "https://", 8) == 0) {
+        *why = "https is not supported: the probe speaks plain HTTP to Tomcat inside the task";
+        return -1;
+    }
+    if (strncasecmp(url, "http://", 7) != 0) {
+        *why = "not an http:// URL";
+        return -1;
+    }
+    const char *p = url + 7;
+    char host[64];
+    size_t hlen;
+    bool v6 = false;
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+        if (end == NULL) {
+            *why = "unterminated [IPv6] host";
+            return -1;
+        }
+        hlen = (size_t)(end - p - 1);
+        if (hlen == 0 || hlen >= sizeof host) {
+            *why = "bad [IPv6] host";
+            return -1;
+        }
+        memcpy(host, p + 1, hlen);
+        p = end + 1;
+        v6 = true;
+    } else {
+        hlen = strcspn(p, ":/?#");
+        if (hlen == 0 || hlen >= sizeof host) {
+            *why = "missing or overlong host";
+            return -1;
+        }
+        memcpy(host, p, hlen);
+        p += hlen;
+    }
+    host[hlen] = '\0';
+
+    unsigned long port = 80;
+    if (*p == ':') {
+        char *end;
+        p++;
+        if (*p < '0' || *p > '9') {
+            *why = "bad port";
+            return -1;
+        }
+        errno = 0;
+        port = strtoul(p, &end, 10);
+        if (errno || port == 0 || port > 65535 || (end - p) > 5) {
+            *why = "port must be 1-65535";
+            return -1;
+        }
+        p = end;
+    }
+    if (*p != '\0' && *p != '/') {
+        *why = "expected a path starting with / after the host and port";
+        return -1;
+    }
+    const char *path = *p ? p : "/";
+    for (const char *q = path; *q; q++) {
+        if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f || *q == '#') {
+            *why = "the path holds a space, control character or fragment";
+            return -1;
+        }
+    }
+    if (strlen(path) >= sizeof out->path) {
+        *why = "path too long";
+        return -1;
+    }
+
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&out->addr;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->addr;
+    const char *ip = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+    if (!v6 && inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        out->addr_len = sizeof *s4;
+        snprintf(out->host_header, sizeof out->host_header, "%s:%lu", host, port);
+    } else if (v6 && inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        out->addr_len = sizeof *s6;
+        snprintf(out->host_header, sizeof out->host_header, "[%s]:%lu", host, port);
+    } else {
+        *why = "the host must be an IP address or localhost (the probe never resolves names)";
+        return -1;
+    }
+    snprintf(out->path, sizeof out->path, "%s", path);
+    return 0;
+}
+
+int probe_status_code(const char *buf, size_t len)
+{
+    static const char prefix[] = "HTTP/1.";
+    size_t plen = sizeof prefix - 1;
+    size_t cmp = len < plen ? len : plen;
+    if (memcmp(buf, prefix, cmp) != 0)
+        return -1;
+    /* "HTTP/1.x NNN" then SP, CR or LF */
+    const size_t need = plen + 1 + 1 + 3 + 1;
+    for (size_t i = plen; i < len && i < need; i++) {
+        char ch = buf[i];
+        bool ok;
+        if (i == plen)
+            ok = ch >= '0' && ch <= '9';
+        else if (i == plen + 1)
+            ok = ch == ' ';
+        else if (i < plen + 5)
+            ok = ch >= '0' && ch <= '9';
+        else
+            ok = ch == ' ' || ch == '\r' || ch == '\n';
+        if (!ok)
+            return -1;
+    }
+    if (len < need)
+        return 0;
+    return (buf[plen + 2] - '0') * 100 + (buf[plen + 3] - '0') * 10 + (buf[plen + 4] - '0');
+}
+
+/* ---- the probe in the loop ---------------------------------------------- */
+
+struct probe {
+    struct loop *loop;
+    const struct health_config *cfg;
+    struct agent_state *state;
+    int fd;                  /* -1 when no probe is in flight */
+    bool connected;
+    long timeout_timer;
+    uint64_t started_ms;
+    char request[700];
+    size_t request_len, sent;
+    char response[256];
+    size_t response_len;
+};
+
+static void set_probe_state(struct probe *pr, bool passed, const char *reason)
+{
+    struct probe_state *ps = &pr->state->probe;
+    uint64_t now = loop_now_ms();
+    ps->last_latency_s = (double)(now - pr->started_ms) / 1000.0;
+    const char *word;
+    if (passed) {
+        ps->passes++;
+        word = "ok";
+    } else {
+        ps->failures++;
+        /* Before the first pass Tomcat is still starting, not failing. */
+        word = strcmp(ps->status, "starting") == 0 ? "starting" : "failing";
+    }
+    bool changed = strcmp(ps->status, word) != 0;
+    if (changed) {
+        snprintf(ps->status, sizeof ps->status, "%s", word);
+        ps->since_ms = wall_now_ms();
+    }
+    if (strcmp(ps->reason, reason) != 0)
+        snprintf(ps->reason, sizeof ps->reason, "%s", reason);
+
+    if (changed && passed)
+        log_info("Tomcat probe passing", LF_STR("url", pr->cfg->probe_url),
+                 LF_DOUBLE("latency_s", ps->last_latency_s));
+    else if (changed)
+        log_warn("Tomcat probe failing", LF_STR("url", pr->cfg->probe_url),
+                 LF_STR("reason", reason));
+    else if (!passed)
+        log_debug("Tomcat probe failed", LF_STR("url", pr->cfg->probe_url),
+                  LF_STR("reason", reason), LF_STR("status", word));
+}
+
+static void probe_end(struct probe *pr, bool passed, const char *reason)
+{
+    if (pr->fd >= 0) {
+        loop_del_fd(pr->loop, pr->fd);
+        close(pr->fd);
+        pr->fd = -1;
+    }
+    if (pr->timeout_timer > 0) {
+        loop_timer_cancel(pr->loop, pr->timeout_timer);
+        pr->timeout_timer = 0;
+    }
+    set_probe_state(pr, passed, reason);
+}
+
+static void probe_fail_errno(struct probe *pr, const char *what, int err)
+{
+    char reason[STATE_REASON_MAX];
+    snprintf(reason, sizeof reason, "%s: %s", what, strerror(err));
+    probe_end(pr, false, reason);
+}
+
+static void on_probe_timeout(struct loop *loop, void *ctx)
+{
+    struct probe *pr = ctx;
+    (void)loop;
+    pr->timeout_timer = 0; /* fired: already forgotten by the loop */
+    probe_end(pr, false, pr->connected ? "no response within 2 s" : "no connection within 2 s");
+}
+
+static void on_probe_event(struct loop *loop, int fd, uint32_t events, void *ctx)
+{
+    struct probe *pr = ctx;
+    (void)events;
+
+    if (!pr->connected) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err != 0) {
+            probe_fail_errno(pr, "connect", err);
+            return;
+        }
+        pr->connected = true;
+    }
+    while (pr->sent < pr->request_len) {
+        ssize_t n = send(fd, pr->request + pr->sent, pr->request_len - pr->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            probe_fail_errno(pr, "send", errno);
+            return;
+        }
+        pr->sent += (size_t)n;
+        if (pr->sent == pr->request_len && loop_mod_fd(loop, fd, EPOLLIN) != 0) {
+            probe_fail_errno(pr, "epoll", errno);
+            return;
+        }
+    }
+    for (;;) {
+        size_t space = sizeof pr->response - pr->response_len;
+        ssize_t n = read(fd, pr->response + pr->response_len, space);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            probe_fail_errno(pr, "read", errno);
+            return;
+        }
+        if (n == 0) {
+            probe_end(pr, false, "connection closed before a status line");
+            return;
+        }
+        pr->response_len += (size_t)n;
+        int code = probe_status_code(pr->response, pr->response_len);
+        if (code < 0) {
+            probe_end(pr, false, "the answer is not HTTP/1.x");
+            return;
+        }
+        if (code > 0) {
+            char reason[64];
+            snprintf(reason, sizeof reason, "HTTP %d", code);
+            probe_end(pr, code >= 200 && code <= 299, reason);
+            return;
+        }
+        if (pr->response_len == sizeof pr->response) {
+            probe_end(pr, false, "no status line in the answer");
+            return;
+        }
+    }
+}
+
+static void on_probe_tick(struct loop *loop, void *ctx)
+{
+    struct probe *pr = ctx;
+    if (pr->fd >= 0)
+        return; /* the previous probe is still within its time limit */
+
+    pr->started_ms = loop_now_ms();
+    pr->connected = false;
+    pr->sent = 0;
+    pr->response_len = 0;
+    const struct probe_target *t = &pr->cfg->probe;
+    int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        probe_fail_errno(pr, "socket", errno);
+        return;
+    }
+    pr->fd = fd;
+    if (connect(fd, (const struct sockaddr *)&t->addr, t->addr_len) != 0 && errno != EINPROGRESS) {
+        probe_fail_errno(pr, "connect", errno);
+        return;
+    }
+    if (loop_add_fd(loop, fd, EPOLLOUT, on_probe_event, pr) != 0) {
+        int saved = errno;
+        close(fd);
+        pr->fd = -1;
+        probe_fail_errno(pr, "epoll", saved);
+        return;
+    }
+    pr->timeout_timer = loop_timer_add(loop, PROBE_TIMEOUT_MS, 0, on_probe_timeout, pr);
+    if (pr->timeout_timer < 0) {
+        pr->timeout_timer = 0;
+        probe_end(pr, false, "cannot arm the probe's time limit");
+    }
+}
+
+int probe_start(struct loop *loop, const struct health_config *cfg, struct agent_state *state)
+{
+    static struct probe pr; /* one per process, lives as long as the loop */
+    struct probe_state *ps = &state->probe;
+
+    ps->since_ms = wall_now_ms();
+    if (!cfg->probe_enabled) {
+        snprintf(ps->status, sizeof ps->status, "ok");
+        snprintf(ps->reason, sizeof ps->reason, "probe disabled (PI_AGENT_PROBE_URL=off)");
+        log_info("Tomcat probe disabled (PI_AGENT_PROBE_URL=off)");
+        return 0;
+    }
+    snprintf(ps->status, sizeof ps->status, "starting");
+    snprintf(ps->reason, sizeof ps->reason, "waiting for the first probe to pass");
+
+    memset(&pr, 0, sizeof pr);
+    pr.loop = loop;
+    pr.cfg = cfg;
+    pr.state = state;
+    pr.fd = -1;
+    int n = snprintf(pr.request, sizeof pr.request,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-probe\r\n"
+                     "Accept: */*\r\nConnection: close\r\n\r\n",
+                     cfg->probe.path, cfg->probe.host_header);
+    if (n < 0 || (size_t)n >= sizeof pr.request) {
+        log_error("PI_AGENT_PROBE_URL is too long for a request line");
+        return -1;
+    }
+    pr.request_len = (size_t)n;
+    uint64_t every = (uint64_t)cfg->probe_interval_s * 1000u;
+    if (loop_timer_add(loop, 0, every, on_probe_tick, &pr) < 0) {
+        log_error("cannot start the Tomcat probe timer");
+        return -1;
+    }
+    log_info("Tomcat probe started", LF_STR("url", cfg->probe_url),
+             LF_INT("interval_s", cfg->probe_interval_s), LF_INT("timeout_ms", PROBE_TIMEOUT_MS));
+    return 0;
+}

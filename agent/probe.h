@@ -1,0 +1,42 @@
+/* probe: the agent's own check of Tomcat. Every PI_AGENT_PROBE_INTERVAL_SECONDS
+ * it sends `GET <path>` to PI_AGENT_PROBE_URL over a non-blocking socket
+ * registered with the loop, and records in state->probe whether a 2xx status
+ * line came back within the time limit (2 s). Only the status line is read.
+ * Status words: "starting" until the first pass, then "ok" or "failing";
+ * "disabled" when PI_AGENT_PROBE_URL=off (the check then passes). */
+#ifndef PI_PROBE_H
+#define PI_PROBE_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define PROBE_TIMEOUT_MS 2000
+#define PROBE_DEFAULT_URL "http://127.0.0.1:8224/pi/version"
+
+struct loop;
+struct health_config;
+struct agent_state;
+
+/* A parsed http:// URL whose host is an IP literal or localhost: the probe
+ * never resolves names (that would block the loop). */
+struct probe_target {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char host_header[80];  /* "127.0.0.1:8224", "[::1]:8224" */
+    char path[512];        /* "/pi/version" (query kept) */
+};
+
+/* Pure. Returns 0, or -1 with *why set to a static explanation. */
+int probe_parse_url(const char *url, struct probe_target *out, const char **why);
+
+/* Pure: the status code of an HTTP/1.x status line at the start of buf, 0
+ * when buf holds no complete status line yet, -1 when it is not HTTP. */
+int probe_status_code(const char *buf, size_t len);
+
+/* Starts probing (first probe at once). Returns 0, or -1 when the timer
+ * cannot be added. With the probe disabled it only marks state->probe. */
+int probe_start(struct loop *loop, const struct health_config *cfg, struct agent_state *state);
+
+#endif

@@ -1,0 +1,548 @@
+/* Unit tests for the readiness decision, the /health JSON, the Prometheus
+ * text and the `pi-agent health` summary line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "health.h"
+#include "health_client.h"
+#include "probe.h"
+#include "health_report.h"
+#include "state.h"
+
+static void healthy_state(struct agent_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->started_ms = 1764060000000ull;
+    st->child_pid = 42;
+    st->child_running = true;
+    snprintf(st->probe.status, sizeof st->probe.status, "ok");
+    snprintf(st->probe.reason, sizeof st->probe.reason, "HTTP 200");
+    st->probe.passes = 3;
+    st->probe.last_latency_s = 0.004;
+    st->probe.since_ms = 1764060005000ull;
+    snprintf(st->licence.status, sizeof st->licence.status, LICENCE_VALID);
+    snprintf(st->licence.source, sizeof st->licence.source, "inline");
+    st->licence.has_days_left = true;
+    st->licence.days_left = 120;
+    snprintf(st->efs.status, sizeof st->efs.status, "ok");
+    snprintf(st->efs.mode, sizeof st->efs.mode, "managed");
+}
+
+static const struct health_policy default_policy = { false, false };
+
+static void test_all_good_is_ok(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    healthy_state(&st);
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_OK);
+    assert_true(v.ready);
+    for (int i = 0; i < HEALTH_CHECK_COUNT; i++) {
+        assert_true(v.checks[i].ok);
+        assert_false(v.checks[i].blocking);
+    }
+    assert_string_equal(health_status_name(v.status), "ok");
+}
+
+static void test_starting_until_first_probe_passes(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    healthy_state(&st);
+    snprintf(st.probe.status, sizeof st.probe.status, "starting");
+    snprintf(st.probe.reason, sizeof st.probe.reason, "connect: Connection refused");
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_STARTING);
+    assert_false(v.ready);
+    assert_true(v.checks[CHECK_TOMCAT].blocking);
+    assert_string_equal(v.checks[CHECK_TOMCAT].reason, "connect: Connection refused");
+
+    /* Empty probe state (probe not started yet) is starting as well. */
+    st.probe.status[0] = '\0';
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_STARTING);
+}
+
+static void test_probe_failing_after_ready_is_unhealthy(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    healthy_state(&st);
+    st.ready_once = true;
+    snprintf(st.probe.status, sizeof st.probe.status, "failing");
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_UNHEALTHY);
+    assert_string_equal(v.checks[CHECK_TOMCAT].status, "failing");
+}
+
+static void test_child_not_running(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    healthy_state(&st);
+    st.child_running = false;
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_STARTING);
+    assert_string_equal(v.checks[CHECK_TOMCAT].status, "not-running");
+    assert_true(v.checks[CHECK_TOMCAT].blocking);
+    st.ready_once = true;
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_UNHEALTHY);
+}
+
+static void test_draining_wins(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    healthy_state(&st);
+    st.draining = true;
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_DRAINING);
+    assert_false(v.ready);
+    snprintf(st.efs.status, sizeof st.efs.status, "failed");
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_DRAINING);
+}
+
+static void test_efs_rules(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    struct health_policy over_fails = { false, true };
+    healthy_state(&st);
+
+    snprintf(st.efs.status, sizeof st.efs.status, "failed");
+    snprintf(st.efs.reason, sizeof st.efs.reason, "EFS root is not mounted");
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_UNHEALTHY);
+    assert_true(v.checks[CHECK_EFS].blocking);
+    assert_string_equal(v.checks[CHECK_EFS].reason, "EFS root is not mounted");
+
+    snprintf(st.efs.status, sizeof st.efs.status, "over");
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_OK); /* reported, not fatal by default */
+    assert_false(v.checks[CHECK_EFS].ok);
+    assert_false(v.checks[CHECK_EFS].blocking);
+    health_evaluate(&st, &over_fails, &v);
+    assert_int_equal(v.status, HEALTH_UNHEALTHY);
+    assert_true(v.checks[CHECK_EFS].blocking);
+
+    const char *fine[] = { "warn", "ephemeral", "off", "pending", "" };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        snprintf(st.efs.status, sizeof st.efs.status, "%s", fine[i]);
+        health_evaluate(&st, &over_fails, &v);
+        assert_int_equal(v.status, HEALTH_OK);
+    }
+}
+
+static void test_licence_rules(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    struct health_policy required = { true, false };
+    healthy_state(&st);
+
+    snprintf(st.licence.status, sizeof st.licence.status, LICENCE_EXPIRED);
+    snprintf(st.licence.reason, sizeof st.licence.reason, "expired on 2026-01-01");
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_OK);
+    assert_false(v.checks[CHECK_LICENCE].ok);
+    assert_false(v.checks[CHECK_LICENCE].blocking);
+
+    health_evaluate(&st, &required, &v);
+    assert_int_equal(v.status, HEALTH_UNHEALTHY);
+    assert_true(v.checks[CHECK_LICENCE].blocking);
+
+    const char *acceptable[] = { LICENCE_VALID, LICENCE_EXPIRING, LICENCE_UNVERIFIED };
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(st.licence.status, sizeof st.licence.status, "%s", acceptable[i]);
+        health_evaluate(&st, &required, &v);
+        assert_int_equal(v.status, HEALTH_OK);
+    }
+    const char *bad[] = { LICENCE_MISSING, LICENCE_BAD_SIGNATURE, LICENCE_UNREACHABLE, "" };
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(st.licence.status, sizeof st.licence.status, "%s", bad[i]);
+        health_evaluate(&st, &required, &v);
+        assert_int_equal(v.status, HEALTH_UNHEALTHY);
+    }
+    /* A licence problem is not "starting" even before the first ready. */
+    snprintf(st.probe.status, sizeof st.probe.status, "starting");
+    health_evaluate(&st, &required, &v);
+    assert_int_equal(v.status, HEALTH_UNHEALTHY);
+}
+
+static cJSON *render_json(const struct agent_state *st, const struct health_policy *pol,
+                          struct health_verdict *v, char *buf, size_t cap)
+{
+    health_evaluate(st, pol, v);
+    int n = health_render_json(st, v, buf, cap);
+    assert_true(n > 0);
+    assert_int_equal((size_t)n, strlen(buf));
+    cJSON *doc = cJSON_Parse(buf);
+    if (doc == NULL)
+        fail_msg("not JSON: %s", buf);
+    return doc;
+}
+
+static const cJSON *get(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (v == NULL)
+        fail_msg("missing member %s", k);
+    return v;
+}
+
+static void test_health_json(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    char buf[16384];
+    healthy_state(&st);
+    /* Things that must never reach the output. */
+    snprintf(st.licence.subject, sizeof st.licence.subject, "customer-key-SECRET");
+    snprintf(st.efs.status, sizeof st.efs.status, "failed");
+    snprintf(st.efs.reason, sizeof st.efs.reason, "mount \"/mnt/efs\" missing\nsee docs");
+    st.efs.scanned = true;
+    st.efs.total_bytes = 12345;
+    st.efs.budget_bytes = 1000000000ull;
+
+    cJSON *doc = render_json(&st, &default_policy, &v, buf, sizeof buf);
+    assert_null(strstr(buf, "SECRET"));
+    assert_string_equal(get(doc, "status")->valuestring, "unhealthy");
+    assert_true(cJSON_IsFalse(get(doc, "ready")));
+    const cJSON *failing = get(doc, "failing");
+    assert_int_equal(cJSON_GetArraySize(failing), 1);
+    assert_string_equal(cJSON_GetArrayItem(failing, 0)->valuestring, "efs");
+
+    const cJSON *checks = get(doc, "checks");
+    const cJSON *efs = get(checks, "efs");
+    assert_string_equal(get(efs, "status")->valuestring, "failed");
+    assert_string_equal(get(efs, "reason")->valuestring, "mount \"/mnt/efs\" missing\nsee docs");
+    assert_int_equal((int)get(efs, "used_bytes")->valuedouble, 12345);
+    assert_true(get(efs, "budget_bytes")->valuedouble == 1e9);
+    assert_true(cJSON_IsTrue(get(efs, "blocking")));
+
+    const cJSON *lic = get(checks, "licence");
+    assert_string_equal(get(lic, "status")->valuestring, "valid");
+    assert_int_equal(get(lic, "days_left")->valueint, 120);
+    assert_true(cJSON_IsNull(get(lic, "expires")));
+
+    const cJSON *tomcat = get(checks, "tomcat");
+    assert_string_equal(get(tomcat, "status")->valuestring, "ok");
+    assert_string_equal(get(tomcat, "since")->valuestring, "2025-11-25T08:40:05.000Z");
+    assert_true(get(tomcat, "latency_seconds")->valuedouble > 0.003);
+
+    const cJSON *child = get(doc, "child");
+    assert_int_equal(get(child, "pid")->valueint, 42);
+    assert_true(cJSON_IsNull(get(get(doc, "hooks"), "last_failure")));
+    cJSON_Delete(doc);
+
+    /* Too small a buffer is reported, never truncated JSON. */
+    assert_int_equal(health_render_json(&st, &v, buf, 100), -1);
+}
+
+/* Strict check of the text exposition format: every line is a comment
+ * (# HELP/# TYPE) or `name{label="value",...} number`. */
+static void assert_prometheus_text(const char *text)
+{
+    const char *line = text;
+    int samples = 0;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        if (end == NULL)
+            fail_msg("last line has no newline");
+        size_t len = (size_t)(end - line);
+        char l[1024];
+        assert_true(len < sizeof l);
+        memcpy(l, line, len);
+        l[len] = '\0';
+        if (l[0] == '#') {
+            if (strncmp(l, "# HELP pi_agent_", 16) != 0 && strncmp(l, "# TYPE pi_agent_", 16) != 0)
+                fail_msg("bad comment line: %s", l);
+            if (strncmp(l, "# TYPE", 6) == 0 && !strstr(l, " gauge") && !strstr(l, " counter"))
+                fail_msg("bad type: %s", l);
+        } else {
+            size_t i = 0;
+            while (l[i] == '_' || (l[i] >= 'a' && l[i] <= 'z') || (l[i] >= '0' && l[i] <= '9'))
+                i++;
+            if (i == 0)
+                fail_msg("no metric name: %s", l);
+            if (l[i] == '{') {
+                i++;
+                for (;;) {
+                    while (l[i] == '_' || (l[i] >= 'a' && l[i] <= 'z'))
+                        i++;
+                    if (l[i] != '=' || l[i + 1] != '"')
+                        fail_msg("bad label: %s", l);
+                    i += 2;
+                    while (l[i] && l[i] != '"') {
+                        if (l[i] == '\\') {
+                            if (l[i + 1] != '\\' && l[i + 1] != '"' && l[i + 1] != 'n')
+                                fail_msg("bad escape: %s", l);
+                            i++;
+                        }
+                        i++;
+                    }
+                    if (l[i] != '"')
+                        fail_msg("unterminated label: %s", l);
+                    i++;
+                    if (l[i] == ',') {
+                        i++;
+                        continue;
+                    }
+                    if (l[i] != '}')
+                        fail_msg("bad label list: %s", l);
+                    i++;
+                    break;
+                }
+            }
+            if (l[i] != ' ')
+                fail_msg("no space before value: %s", l);
+            char *num_end;
+            strtod(l + i + 1, &num_end);
+            if (num_end == l + i + 1 || *num_end != '\0')
+                fail_msg("bad value: %s", l);
+            samples++;
+        }
+        line = end + 1;
+    }
+    assert_true(samples > 10);
+}
+
+static void test_metrics_text(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    char buf[65536];
+    healthy_state(&st);
+    st.child_restarts = 2;
+    st.efs.scanned = true;
+    st.efs.total_bytes = 2048;
+    st.efs.budget_bytes = 4096;
+    st.efs.scan_seconds = 0.25;
+    st.efs.nfolders = 2;
+    snprintf(st.efs.folders[0].name, sizeof st.efs.folders[0].name, "themes");
+    st.efs.folders[0].bytes = 1024;
+    snprintf(st.efs.folders[1].name, sizeof st.efs.folders[1].name, "we\"ird\\");
+    st.efs.folders[1].bytes = 7;
+    health_evaluate(&st, &default_policy, &v);
+    int n = health_render_metrics(&st, &v, st.started_ms + 90500, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_prometheus_text(buf);
+    assert_non_null(strstr(buf, "\npi_agent_up 1\n"));
+    assert_non_null(strstr(buf, "\npi_agent_uptime_seconds 90.5\n"));
+    assert_non_null(strstr(buf, "\npi_agent_child_restarts_total 2\n"));
+    assert_non_null(strstr(buf, "\npi_agent_ready 1\n"));
+    assert_non_null(strstr(buf, "pi_agent_health_state{state=\"ok\"} 1\n"));
+    assert_non_null(strstr(buf, "pi_agent_health_state{state=\"starting\"} 0\n"));
+    assert_non_null(strstr(buf, "pi_agent_licence_state{status=\"valid\"} 1\n"));
+    assert_non_null(strstr(buf, "\npi_agent_licence_days_left 120\n"));
+    assert_non_null(strstr(buf, "pi_agent_efs_folder_bytes{folder=\"themes\"} 1024\n"));
+    assert_non_null(strstr(buf, "pi_agent_efs_folder_bytes{folder=\"we\\\"ird\\\\\"} 7\n"));
+    assert_non_null(strstr(buf, "\npi_agent_efs_budget_bytes 4096\n"));
+    assert_non_null(strstr(buf, "\npi_agent_efs_scan_duration_seconds 0.25\n"));
+    assert_non_null(strstr(buf, "\npi_agent_probe_latency_seconds 0.004\n"));
+
+    /* An unknown status word still shows up, as the current one. */
+    snprintf(st.licence.status, sizeof st.licence.status, "brand-new");
+    st.licence.has_days_left = false;
+    health_evaluate(&st, &default_policy, &v);
+    n = health_render_metrics(&st, &v, st.started_ms, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_prometheus_text(buf);
+    assert_non_null(strstr(buf, "pi_agent_licence_state{status=\"brand-new\"} 1\n"));
+    assert_null(strstr(buf, "pi_agent_licence_days_left"));
+    assert_int_equal(health_render_metrics(&st, &v, st.started_ms, buf, 200), -1);
+}
+
+static void test_client_summary(void **state)
+{
+    (void)state;
+    char line[256];
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n{\"status\":\"ok\",\"failing\":[]}";
+    assert_int_equal(health_client_summary(ok, strlen(ok), line, sizeof line), 200);
+    assert_string_equal(line, "200 ok");
+
+    const char *bad =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n"
+        "{\"status\":\"unhealthy\",\"failing\":[\"tomcat\",\"efs\"],\"checks\":{"
+        "\"tomcat\":{\"status\":\"failing\",\"reason\":\"HTTP 500\"},"
+        "\"efs\":{\"status\":\"failed\",\"reason\":\"\"}}}";
+    assert_int_equal(health_client_summary(bad, strlen(bad), line, sizeof line), 503);
+    assert_string_equal(line, "503 unhealthy: tomcat failing (HTTP 500); efs failed");
+
+    const char *nobody = "HTTP/1.0 404 Not Found\r\n\r\n";
+    assert_int_equal(health_client_summary(nobody, strlen(nobody), line, sizeof line), 404);
+    assert_string_equal(line, "404 unexpected answer");
+
+    assert_int_equal(health_client_summary("SSH-2.0-x\r\n", 11, line, sizeof line), -1);
+    assert_non_null(strstr(line, "no HTTP response"));
+
+    /* A tiny buffer truncates the line but stays terminated. */
+    char tiny[8];
+    assert_int_equal(health_client_summary(bad, strlen(bad), tiny, sizeof tiny), 503);
+    assert_int_equal(strlen(tiny), 7);
+}
+
+static void test_probe_url(void **state)
+{
+    (void)state;
+    struct probe_target t;
+    const char *why = NULL;
+    assert_int_equal(probe_parse_url("http://127.0.0.1:8224/pi/version", &t, &why), 0);
+    assert_string_equal(t.host_header, "127.0.0.1:8224");
+    assert_string_equal(t.path, "/pi/version");
+    assert_int_equal(t.addr.ss_family, AF_INET);
+    assert_int_equal(probe_parse_url("HTTP://localhost", &t, &why), 0);
+    assert_string_equal(t.path, "/");
+    assert_string_equal(t.host_header, "localhost:80");
+    assert_int_equal(probe_parse_url("http://[::1]:9/x?y=1", &t, &why), 0);
+    assert_int_equal(t.addr.ss_family, AF_INET6);
+    assert_string_equal(t.host_header, "[::1]:9");
+    assert_string_equal(t.path, "/x?y=1");
+
+    const char *bad[] = { "https://127.0.0.1/", "ftp://x/", "http://tomcat:8224/",
+                          "http://127.0.0.1:0/", "http://127.0.0.1:70000/", "http://:80/",
+                          "http://[::1/", "http://127.0.0.1:80x", "http://127.0.0.1/a b",
+                          "http://127.0.0.1/#f", "127.0.0.1:8224" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        if (probe_parse_url(bad[i], &t, &why) != -1 || why == NULL)
+            fail_msg("accepted %s", bad[i]);
+    }
+}
+
+static void test_probe_status_line(void **state)
+{
+    (void)state;
+    assert_int_equal(probe_status_code("HTTP/1.1 200 OK\r\n", 17), 200);
+    assert_int_equal(probe_status_code("HTTP/1.0 503\r\n", 14), 503);
+    assert_int_equal(probe_status_code("HTTP/1.1 20", 11), 0);
+    assert_int_equal(probe_status_code("HTT", 3), 0);
+    assert_int_equal(probe_status_code("", 0), 0);
+    assert_int_equal(probe_status_code("SSH-2.0", 7), -1);
+    assert_int_equal(probe_status_code("HTTP/2 200 ", 11), -1);
+    assert_int_equal(probe_status_code("HTTP/1.1 2x0 ", 13), -1);
+    assert_int_equal(probe_status_code("HTTP/1.1 2000", 13), -1);
+}
+
+static void clear_health_env(void)
+{
+    const char *vars[] = { "PI_AGENT_HEALTH_ADDR", "PI_AGENT_HEALTH_PORT",
+                           "PI_AGENT_HEALTH_MAX_CONNECTIONS", "PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS",
+                           "PI_AGENT_DRAIN_SECONDS", "PI_AGENT_PROBE_URL",
+                           "PI_AGENT_PROBE_INTERVAL_SECONDS", "PI_AGENT_LICENCE_REQUIRED",
+                           "PI_EFS_OVER_BUDGET", "PI_AGENT_EMF", "PI_AGENT_EMF_INTERVAL_SECONDS",
+                           "PI_AGENT_EMF_NAMESPACE", "ECS_CONTAINER_METADATA_URI_V4" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+}
+
+static void test_config_defaults(void **state)
+{
+    (void)state;
+    struct health_config cfg;
+    struct config_error err = { "" };
+    clear_health_env();
+    assert_int_equal(health_config_load(&cfg, &err), 0);
+    assert_string_equal(cfg.addr, "0.0.0.0");
+    assert_int_equal(cfg.port, 8225);
+    assert_int_equal(cfg.max_connections, 256);
+    assert_int_equal(cfg.idle_timeout_s, 5);
+    assert_int_equal(cfg.drain_s, 5);
+    assert_true(cfg.probe_enabled);
+    assert_string_equal(cfg.probe.path, "/pi/version");
+    assert_int_equal(cfg.probe_interval_s, 5);
+    assert_false(cfg.policy.licence_required);
+    assert_false(cfg.policy.efs_over_fails);
+    assert_false(cfg.emf);
+    assert_int_equal(cfg.emf_interval_s, 60);
+    assert_string_equal(cfg.emf_namespace, "Panintelligence/Agent");
+
+    setenv("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x", 1);
+    setenv("PI_EFS_OVER_BUDGET", "fail", 1);
+    setenv("PI_AGENT_LICENCE_REQUIRED", "true", 1);
+    setenv("PI_AGENT_PROBE_URL", "off", 1);
+    setenv("PI_AGENT_HEALTH_ADDR", "::", 1);
+    assert_int_equal(health_config_load(&cfg, &err), 0);
+    assert_true(cfg.emf);
+    assert_true(cfg.policy.efs_over_fails);
+    assert_true(cfg.policy.licence_required);
+    assert_false(cfg.probe_enabled);
+    assert_string_equal(cfg.addr, "::");
+    setenv("PI_AGENT_EMF", "false", 1);
+    assert_int_equal(health_config_load(&cfg, &err), 0);
+    assert_false(cfg.emf);
+    clear_health_env();
+}
+
+static void expect_config_error(const char *var, const char *value)
+{
+    struct health_config cfg;
+    struct config_error err = { "" };
+    clear_health_env();
+    setenv(var, value, 1);
+    if (health_config_load(&cfg, &err) != -1)
+        fail_msg("%s=%s accepted", var, value);
+    if (strncmp(err.msg, var, strlen(var)) != 0)
+        fail_msg("error does not name %s: %s", var, err.msg);
+    clear_health_env();
+}
+
+static void test_config_errors_name_the_variable(void **state)
+{
+    (void)state;
+    expect_config_error("PI_AGENT_HEALTH_ADDR", "localhost");
+    expect_config_error("PI_AGENT_HEALTH_ADDR", "300.1.1.1");
+    expect_config_error("PI_AGENT_HEALTH_PORT", "65536");
+    expect_config_error("PI_AGENT_HEALTH_PORT", "http");
+    expect_config_error("PI_AGENT_HEALTH_MAX_CONNECTIONS", "0");
+    expect_config_error("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS", "0");
+    expect_config_error("PI_AGENT_DRAIN_SECONDS", "-1");
+    expect_config_error("PI_AGENT_PROBE_URL", "https://127.0.0.1:8443/pi/version");
+    expect_config_error("PI_AGENT_PROBE_URL", "http://dashboard:8224/");
+    expect_config_error("PI_AGENT_PROBE_INTERVAL_SECONDS", "0");
+    expect_config_error("PI_AGENT_LICENCE_REQUIRED", "maybe");
+    expect_config_error("PI_AGENT_EMF", "yes please");
+    expect_config_error("PI_AGENT_EMF_INTERVAL_SECONDS", "0");
+    expect_config_error("PI_AGENT_EMF_NAMESPACE", "AWS/Mine");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_all_good_is_ok),
+        cmocka_unit_test(test_starting_until_first_probe_passes),
+        cmocka_unit_test(test_probe_failing_after_ready_is_unhealthy),
+        cmocka_unit_test(test_child_not_running),
+        cmocka_unit_test(test_draining_wins),
+        cmocka_unit_test(test_efs_rules),
+        cmocka_unit_test(test_licence_rules),
+        cmocka_unit_test(test_health_json),
+        cmocka_unit_test(test_metrics_text),
+        cmocka_unit_test(test_client_summary),
+        cmocka_unit_test(test_probe_url),
+        cmocka_unit_test(test_probe_status_line),
+        cmocka_unit_test(test_config_defaults),
+        cmocka_unit_test(test_config_errors_name_the_variable),
+    };
+    return cmocka_run_group_tests_name("health_report", tests, NULL, NULL);
+}
