@@ -573,8 +573,9 @@ static enum sync_result run_one_sync(const char *phase, const char *dir, const c
     wait_sync(pid, &w, started + limit_ms, true, &stopped);
     if (!w.exited) {
         timed_out = !stopped;
+        bool ignored;
         kill_group(pid);
-        wait_sync(pid, &w, loop_now_ms() + KILLED_REAP_MS, false, &stopped);
+        wait_sync(pid, &w, loop_now_ms() + KILLED_REAP_MS, false, &ignored);
     } else {
         note_leftovers(phase, name, pid);
     }
@@ -664,9 +665,9 @@ int hooks_run_sync(const struct hooks_config *cfg, const char *phase, struct chi
             r = run_one_sync(phase, dir, list.names[i], env, limit, prestart, fatal, state);
         }
         if (r == SYNC_STOP_REQUESTED) {
+            /* Not a hook failure: the caller sees the pending signal. */
             log_warn("stop requested: remaining hooks skipped", LF_STR("phase", phase),
                      LF_INT("skipped", list.count - i - 1));
-            rc = fatal ? EXIT_HOOK_FAILED : 0;
             break;
         }
         if (r == SYNC_FAILED && fatal) {

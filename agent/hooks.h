@@ -51,9 +51,11 @@ int hooks_config_load(struct hooks_config *cfg, struct config_error *err);
  * Children are reaped with reap_wait. For pre-start, env receives the hooks'
  * KEY=VALUE output (a later hook already sees what an earlier one added); for
  * other phases env is only read (NULL means the agent's own environ).
- * budget_ms caps the whole phase (0 = none). A SIGTERM or SIGINT pending
- * (blocked) while the phase runs ends it early: the running hook's group is
- * killed and the rest skipped, which counts as a failure.
+ * budget_ms caps the whole phase (0 = none); running out of it is a failure.
+ * A SIGTERM or SIGINT pending (blocked) while the phase runs ends it early:
+ * the running hook's group is killed, the rest are skipped, this is recorded
+ * in state->hooks_failure, and 0 is returned with the signal left pending:
+ * the caller must check for it (main exits 128+N without starting Tomcat).
  * Returns 0, or EXIT_HOOK_FAILED when a pre-start hook failed (exit status not
  * 0, killed, timed out, unreadable hooks directory, bad PI_AGENT_ENV_FILE
  * line) and PI_AGENT_HOOK_FAILURE is not warn; the first such failure stops

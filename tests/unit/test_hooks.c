@@ -624,12 +624,33 @@ static void sync_pending_stop_signal_ends_phase(void **s)
     sigaddset(&term, SIGTERM);
     assert_int_equal(sigprocmask(SIG_BLOCK, &term, &old), 0);
     assert_int_equal(kill(getpid(), SIGTERM), 0);
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
     assert_string_equal(f->state.hooks_failure, "pre-start/10-never: skipped: stop requested");
     assert_string_equal(read_out(f, buf, sizeof buf), "");
     /* The signal is left pending for main. */
     sig = sigtimedwait(&term, NULL, &zero);
     assert_int_equal(sig, SIGTERM);
+    assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
+}
+
+static void sync_stop_signal_while_a_hook_runs_kills_it(void **s)
+{
+    struct fixture *f = *s;
+    char buf[256];
+    sigset_t term, old;
+    struct timespec zero = { 0, 0 };
+
+    add_hook(f, "pre-start", "10-hangs", "echo $$ > \"$OUT.fg\"\nkill -TERM $PPID\nsleep 300");
+    add_hook(f, "pre-start", "20-never", "echo never >> \"$OUT\"");
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &term, &old), 0);
+    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
+    assert_string_equal(f->state.hooks_failure, "pre-start/10-hangs: killed: stop requested");
+    assert_string_equal(read_out(f, buf, sizeof buf), "");
+    snprintf(buf, sizeof buf, "%s.fg", f->out);
+    assert_true(eventually_dead(read_pid_file(buf)));
+    assert_int_equal(sigtimedwait(&term, NULL, &zero), SIGTERM);
     assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
 }
 
@@ -821,6 +842,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sync_leftovers_are_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_budget_caps_the_phase, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_pending_stop_signal_ends_phase, setup, teardown),
+        cmocka_unit_test_setup_teardown(sync_stop_signal_while_a_hook_runs_kills_it, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_child_pid_passed, setup, teardown),
         cmocka_unit_test_setup_teardown(async_runs_in_order_and_records_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(async_no_hooks_still_calls_done_from_loop, setup, teardown),
