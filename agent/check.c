@@ -1,0 +1,145 @@
+/* check: see check.h. Nothing here writes anything but the write probe's
+ * own file, which it removes. */
+#include "check.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "config.h"
+#include "efs.h"
+#include "health.h"
+#include "hooks.h"
+#include "licence.h"
+#include "state.h"
+
+struct checker {
+    FILE *out;
+    int ok, warn, fail;
+};
+
+static void line(struct checker *c, enum efs_level level, const char *check, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void line(struct checker *c, enum efs_level level, const char *check, const char *fmt, ...)
+{
+    static const char *const words[] = { "ok", "warn", "fail" };
+    va_list ap;
+    fprintf(c->out, "%-5s %-18s ", words[level], check);
+    va_start(ap, fmt);
+    vfprintf(c->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', c->out);
+    if (level == EFS_OK)
+        c->ok++;
+    else if (level == EFS_WARN)
+        c->warn++;
+    else
+        c->fail++;
+}
+
+static void efs_line(void *ctx, enum efs_level level, const char *check, const char *text)
+{
+    line(ctx, level, check, "%s", text);
+}
+
+static void check_licence(struct checker *c, const struct licence_config *cfg)
+{
+    static struct licence_state st;
+    memset(&st, 0, sizeof(st));
+    int rc = licence_check(cfg, &st);
+    bool acceptable = rc == 0;
+    enum efs_level level;
+    if (!acceptable)
+        level = cfg->required ? EFS_FAIL : EFS_WARN;
+    else
+        level = strcmp(st.status, LICENCE_VALID) == 0 ? EFS_OK : EFS_WARN;
+    if (st.has_days_left)
+        line(c, level, "licence", "%s (%ld day(s) left)%s%s%s", st.status, st.days_left,
+             st.reason[0] ? ": " : "", st.reason,
+             !acceptable && cfg->required ? "; PI_AGENT_LICENCE_REQUIRED=true stops the start" : "");
+    else
+        line(c, level, "licence", "%s%s%s%s", st.status[0] ? st.status : "unknown",
+             st.reason[0] ? ": " : "", st.reason,
+             !acceptable && cfg->required ? "; PI_AGENT_LICENCE_REQUIRED=true stops the start" : "");
+}
+
+static void check_budget(struct checker *c, const struct efs_config *cfg,
+                         const struct efs_plan *plan, struct efs_state *st)
+{
+    uint64_t errors = 0;
+    char first_error[256];
+    if (efs_measure(cfg, plan, st, &errors, first_error, sizeof(first_error)) < 0) {
+        line(c, EFS_FAIL, "budget", "nothing could be measured: %s", first_error);
+        return;
+    }
+    for (int i = 0; i < st->nfolders; i++)
+        line(c, EFS_OK, "usage", "%-12s %llu bytes in %llu file(s)", st->folders[i].name,
+             (unsigned long long)st->folders[i].bytes, (unsigned long long)st->folders[i].files);
+    if (errors)
+        line(c, EFS_WARN, "budget", "%llu entr%s could not be read: %s",
+             (unsigned long long)errors, errors == 1 ? "y" : "ies", first_error);
+    const char *state = efs_budget_status(st->total_bytes, cfg->budget_bytes, cfg->warn_percent);
+    enum efs_level level = EFS_OK;
+    if (strcmp(state, "over") == 0)
+        level = cfg->over_budget_fail ? EFS_FAIL : EFS_WARN;
+    else if (strcmp(state, "warn") == 0)
+        level = EFS_WARN;
+    line(c, level, "budget", "%s: %llu of %llu bytes (%.1f%%, PI_EFS_BUDGET_BYTES), %llu file(s), "
+         "measured in %.2f s%s",
+         state, (unsigned long long)st->total_bytes, (unsigned long long)cfg->budget_bytes,
+         (double)st->total_bytes * 100.0 / (double)cfg->budget_bytes,
+         (unsigned long long)st->files, st->scan_seconds,
+         level == EFS_FAIL ? "; PI_EFS_OVER_BUDGET=fail fails readiness" : "");
+}
+
+int check_run(FILE *out)
+{
+    struct checker c = { .out = out };
+    struct config_error err = { "" };
+    static struct agent_config agent;
+    static struct licence_config licence;
+    static struct efs_config efs;
+    static struct health_config health;
+    static struct hooks_config hooks;
+    bool agent_loaded = false, licence_loaded = false;
+
+    memset(&agent, 0, sizeof(agent));
+    memset(&licence, 0, sizeof(licence));
+    if (agent_config_load(&agent, NULL, &err) != 0 || !(agent_loaded = true) ||
+        licence_config_load(&licence, &err) != 0 || !(licence_loaded = true) ||
+        efs_config_load(&efs, &err) != 0 || health_config_load(&health, &err) != 0 ||
+        hooks_config_load(&hooks, &err) != 0) {
+        line(&c, EFS_FAIL, "config", "%s", err.msg);
+    } else {
+        line(&c, EFS_OK, "config", "every variable is valid");
+        check_licence(&c, &licence);
+        static struct efs_state st;
+        static struct efs_plan plan;
+        int rc = efs_prepare(&efs, agent.run_as.set ? &agent.run_as : NULL, true, efs_line, &c,
+                             &st, &plan);
+        if (rc == EXIT_STORAGE)
+            line(&c, EFS_FAIL, "storage", "a start would stop with exit status %d", EXIT_STORAGE);
+        else if (strcmp(st.status, "failed") == 0)
+            line(&c, EFS_FAIL, "storage", "storage would fail: readiness would fail");
+        if (plan.nscan > 0)
+            check_budget(&c, &efs, &plan, &st);
+        if (efs.housekeeping.retention_days)
+            line(&c, EFS_OK, "housekeeping", "files in %s older than %u day(s) are removed daily",
+                 efs.housekeeping.log_dir, efs.housekeeping.retention_days);
+        else
+            line(&c, EFS_OK, "housekeeping", "off (PI_AGENT_LOG_RETENTION_DAYS=0)");
+    }
+    fprintf(out, "check: %d ok, %d warning(s), %d failure(s)\n", c.ok, c.warn, c.fail);
+    fflush(out);
+    if (licence_loaded)
+        licence_config_free(&licence);
+    if (agent_loaded)
+        agent_config_free(&agent);
+    return c.fail ? CHECK_FAILED : c.warn ? CHECK_DEGRADED : CHECK_OK;
+}
+
+int check_command(void)
+{
+    return check_run(stdout);
+}
