@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "health.h"
@@ -141,6 +142,15 @@ int probe_status_code(const char *buf, size_t len)
 
 /* ---- the probe in the loop ---------------------------------------------- */
 
+/* Loopback answers take well under a millisecond: measure in microseconds. */
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return loop_now_ms() * 1000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 struct probe {
     struct loop *loop;
     const struct health_config *cfg;
@@ -148,7 +158,7 @@ struct probe {
     int fd;                  /* -1 when no probe is in flight */
     bool connected;
     long timeout_timer;
-    uint64_t started_ms;
+    uint64_t started_us;
     char request[700];
     size_t request_len, sent;
     char response[256];
@@ -158,8 +168,7 @@ struct probe {
 static void set_probe_state(struct probe *pr, bool passed, const char *reason)
 {
     struct probe_state *ps = &pr->state->probe;
-    uint64_t now = loop_now_ms();
-    ps->last_latency_s = (double)(now - pr->started_ms) / 1000.0;
+    ps->last_latency_s = (double)(now_us() - pr->started_us) / 1e6;
     const char *word;
     if (passed) {
         ps->passes++;
@@ -289,7 +298,7 @@ static void on_probe_tick(struct loop *loop, void *ctx)
     if (pr->fd >= 0)
         return; /* the previous probe is still within its time limit */
 
-    pr->started_ms = loop_now_ms();
+    pr->started_us = now_us();
     pr->connected = false;
     pr->sent = 0;
     pr->response_len = 0;
