@@ -591,7 +591,7 @@ static enum sync_result run_one_sync(const char *phase, const char *dir, const c
     } else {
         ok = hooks_describe_outcome(w.status, timed_out, limit_ms, outcome, sizeof outcome);
     }
-    log_outcome(phase, name, ok, fatal, outcome, duration);
+    log_outcome(phase, name, ok, fatal && !stopped, outcome, duration);
     if (!ok)
         record_failure(state, phase, name, outcome);
     if (ok && prestart)

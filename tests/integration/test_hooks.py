@@ -263,6 +263,19 @@ def test_processes_a_hook_leaves_behind_are_killed(start_agent, hooks):
     assert records(agent, "hook left processes behind: killed them")
 
 
+def test_sigterm_during_prestart_kills_the_hook_and_never_starts_tomcat(start_agent, hooks):
+    hooks.add("pre-start", "10-slow", 'echo started >> "$OUT"; sleep 300')
+    hooks.add("pre-start", "20-never", 'echo never >> "$OUT"')
+    agent = start_agent(child_writes(hooks, "child"),
+                        env=hooks.env(PI_AGENT_HOOK_TIMEOUT_SECONDS=300))
+    wait_for(lambda: hooks.lines() == ["started"], what="pre-start hook running")
+    agent.signal(signal.SIGTERM)
+    assert agent.wait() == 143
+    assert hooks.lines() == ["started"]
+    failed = records(agent, "hook failed")
+    assert failed[0]["hook"] == "10-slow" and failed[0]["outcome"] == "killed: stop requested"
+
+
 # ---- loop phases: post-ready, pre-stop ---------------------------------------
 
 CHILD = """
