@@ -12,11 +12,18 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "childenv.h"
 #include "config.h"
+#include "efs.h"
+#include "health.h"
+#include "hooks.h"
+#include "licence.h"
 #include "log.h"
 #include "loop.h"
 #include "metadata.h"
+#include "probe.h"
+#include "emf.h"
 #include "reap.h"
 #include "state.h"
 #include "supervise.h"
@@ -34,14 +41,26 @@ extern char **environ;
 static const int handled_signals[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT,
                                        SIGUSR1, SIGUSR2, SIGWINCH };
 
+/* Every module's settings, loaded before anything starts. */
+struct settings {
+    struct agent_config agent;
+    struct licence_config licence;
+    struct efs_config efs;
+    struct health_config health;
+    struct hooks_config hooks;
+};
+
 struct agent {
-    struct agent_config cfg;
+    struct settings cfg;
     struct agent_state state;
     struct childenv env;
     struct loop *loop;
     struct supervisor *sv;
+    struct health_server *health;
     int sigfd;
     bool stop_started;
+    uint64_t stop_started_ms;  /* monotonic */
+    long drain_timer;
     int exit_status;
 };
 
@@ -50,11 +69,29 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: pi-agent [--] [COMMAND [ARG...]]   supervise COMMAND (default: PI_AGENT_COMMAND,\n"
             "                                          else the dashboard's catalina.sh run)\n"
+            "       pi-agent health [--port N]        container health check (exit 0 when healthy)\n"
+            "       pi-agent licence                  print the licence status as JSON\n"
+            "       pi-agent check                    validate the configuration, start nothing\n"
+            "       pi-agent wait-tcp HOST PORT SECONDS   wait until a TCP port accepts connections\n"
             "       pi-agent --version | --help\n"
             "\n"
             "pi-agent runs as PID 1 in the Panintelligence dashboard container: it starts Tomcat,\n"
             "forwards signals, reaps zombies and stops gracefully within ECS's stop timeout.\n"
             "Configuration comes from PI_AGENT_* variables; see README.md.\n");
+}
+
+static int licence_subcommand(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return licence_command();
+}
+
+static int check_subcommand(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return check_command();
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -73,11 +110,13 @@ static int load_logging(struct config_error *err)
     return 0;
 }
 
-static int load_config(struct agent *a, char **argv_command)
+static int load_config(struct settings *cfg, char **argv_command)
 {
     struct config_error err = { "" };
 
-    if (load_logging(&err) != 0 || agent_config_load(&a->cfg, argv_command, &err) != 0) {
+    if (load_logging(&err) != 0 || agent_config_load(&cfg->agent, argv_command, &err) != 0 ||
+        licence_config_load(&cfg->licence, &err) != 0 || efs_config_load(&cfg->efs, &err) != 0 ||
+        health_config_load(&cfg->health, &err) != 0 || hooks_config_load(&cfg->hooks, &err) != 0) {
         fprintf(stderr, "pi-agent: configuration error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
@@ -99,6 +138,39 @@ static int block_signals(void)
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
+/* ---- stop phases: drain, pre-stop hooks, stop the child ----------------- */
+
+static uint64_t stop_grace_ms(const struct agent *a)
+{
+    return (uint64_t)a->cfg.agent.stop_grace_s * 1000u;
+}
+
+static void after_pre_stop_hooks(void *ctx)
+{
+    struct agent *a = ctx;
+    /* The hooks' time comes out of the grace: the whole stop never takes
+     * longer than drain + grace, whatever the hooks do. */
+    uint64_t drain_end = a->stop_started_ms + (uint64_t)a->cfg.health.drain_s * 1000u;
+    uint64_t used = loop_now_ms() > drain_end ? loop_now_ms() - drain_end : 0;
+    uint64_t left = stop_grace_ms(a) > used ? stop_grace_ms(a) - used : 1;
+    supervise_stop(a->sv, (unsigned)left);
+}
+
+static void after_drain(struct loop *loop, void *ctx)
+{
+    struct agent *a = ctx;
+    a->drain_timer = 0;
+    if (!supervise_child_running(a->sv)) {
+        supervise_stop(a->sv, 0);
+        return;
+    }
+    log_info("drain over: running pre-stop hooks, then stopping the child");
+    /* Pre-stop hooks may use at most half the grace; Tomcat keeps the rest. */
+    if (hooks_run_async(loop, &a->cfg.hooks, "pre-stop", a->env.vars, stop_grace_ms(a) / 2,
+                        &a->state, after_pre_stop_hooks, a) != 0)
+        after_pre_stop_hooks(a);
+}
+
 static void begin_stop(struct agent *a, int sig)
 {
     if (a->stop_started) {
@@ -106,9 +178,29 @@ static void begin_stop(struct agent *a, int sig)
         return;
     }
     a->stop_started = true;
+    a->stop_started_ms = loop_now_ms();
+    /* /health answers 503 draining from now on, so the ALB stops sending new
+     * requests while Tomcat finishes the ones it has. */
     a->state.draining = true;
-    log_info("stop requested", LF_INT("signal", sig), LF_INT("grace_s", a->cfg.stop_grace_s));
-    supervise_stop(a->sv, 0);
+    unsigned drain_s = supervise_child_running(a->sv) ? a->cfg.health.drain_s : 0;
+    log_info("stop requested", LF_INT("signal", sig), LF_INT("drain_s", drain_s),
+             LF_INT("grace_s", a->cfg.agent.stop_grace_s));
+    a->drain_timer = loop_timer_add(a->loop, (uint64_t)drain_s * 1000u, 0, after_drain, a);
+    if (a->drain_timer < 0)
+        after_drain(a->loop, a);
+}
+
+static void post_ready_done(void *ctx)
+{
+    (void)ctx; /* outcomes are logged and recorded by the hooks module */
+}
+
+static void on_first_ready(void *ctx)
+{
+    struct agent *a = ctx;
+    log_info("dashboard ready: running post-ready hooks");
+    hooks_run_async(a->loop, &a->cfg.hooks, "post-ready", a->env.vars, 0, &a->state,
+                    post_ready_done, NULL);
 }
 
 static void on_signal(struct loop *loop, int fd, uint32_t events, void *ctx)
@@ -141,15 +233,76 @@ static void on_child_gone(struct supervisor *sv, int exit_status, void *ctx)
     struct agent *a = ctx;
     (void)sv;
     a->exit_status = exit_status;
-    log_info("pi-agent exiting", LF_INT("exit_status", exit_status));
     loop_stop(a->loop, exit_status);
 }
 
 /* ---- run ---------------------------------------------------------------- */
 
-static int run(struct agent *a)
+/* A SIGTERM that arrived while the start phases ran (they can take a while:
+ * ALM retries, a first seed) means ECS wants the task gone: do not start
+ * Tomcat only to stop it again. */
+static int stop_pending(void)
+{
+    sigset_t pending;
+    if (sigpending(&pending) != 0)
+        return 0;
+    if (sigismember(&pending, SIGTERM) == 1)
+        return SIGTERM;
+    if (sigismember(&pending, SIGINT) == 1)
+        return SIGINT;
+    return 0;
+}
+
+/* Start phases, in order, before the child exists. Each returns 0 or the
+ * exit status that stops the start. */
+static int start_phases(struct agent *a)
 {
     int rc;
+
+    metadata_load(&a->state.metadata);
+    rc = licence_start(&a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
+    if (rc != 0)
+        return rc;
+    rc = efs_start(&a->cfg.efs, &a->cfg.agent.run_as, &a->state);
+    if (rc != 0)
+        return rc;
+    return hooks_run_sync(&a->cfg.hooks, "pre-start", &a->env, 0, &a->state);
+}
+
+/* Services that live in the loop next to the child. */
+static int attach_services(struct agent *a)
+{
+    a->health = health_server_start(a->loop, &a->cfg.health, &a->state, on_first_ready, a);
+    if (a->health == NULL)
+        return EXIT_CONFIG; /* the bind error was logged, naming the variables */
+    if (probe_start(a->loop, &a->cfg.health, &a->state) != 0 ||
+        emf_attach(a->loop, &a->cfg.health, &a->state) != 0 ||
+        efs_attach(a->loop, &a->cfg.efs, &a->state) != 0 ||
+        licence_attach(a->loop, &a->cfg.licence, &a->state) != 0)
+        return EXIT_INTERNAL;
+    return 0;
+}
+
+/* After the child is gone for good: post-stop hooks in what is left of the
+ * stop window (the task is being stopped), or within their own limits. */
+static void stop_phases(struct agent *a)
+{
+    uint64_t budget = 0;
+    if (a->stop_started) {
+        uint64_t window = (uint64_t)a->cfg.health.drain_s * 1000u + stop_grace_ms(a);
+        uint64_t used = loop_now_ms() - a->stop_started_ms;
+        if (used >= window) {
+            log_warn("no time left in the stop window: post-stop hooks skipped");
+            return;
+        }
+        budget = window - used;
+    }
+    hooks_run_sync(&a->cfg.hooks, "post-stop", &a->env, budget, &a->state);
+}
+
+static int run(struct agent *a)
+{
+    int rc, sig;
 
     a->state.started_ms = wall_now_ms();
     if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
@@ -162,22 +315,32 @@ static int run(struct agent *a)
     }
     log_info("pi-agent starting", LF_STR("version", PI_AGENT_VERSION), LF_INT("pid", getpid()),
              LF_BOOL("subreaper", getpid() != 1));
-
-    metadata_load(&a->state.metadata);
-
     if (childenv_init(&a->env, environ) != 0) {
         log_error("out of memory");
         return EXIT_INTERNAL;
     }
 
+    rc = start_phases(a);
+    if (rc != 0) {
+        log_error("start stopped before the dashboard was started", LF_INT("exit_status", rc));
+        return rc;
+    }
+    if ((sig = stop_pending()) != 0) {
+        log_info("stop requested during start-up: the dashboard is not started", LF_INT("signal", sig));
+        return 128 + sig;
+    }
+
     a->loop = loop_new();
     if (a->loop == NULL)
         return EXIT_INTERNAL;
-    a->sv = supervise_new(a->loop, &a->cfg, &a->state, on_child_gone, a);
+    a->sv = supervise_new(a->loop, &a->cfg.agent, &a->state, on_child_gone, a);
     if (a->sv == NULL || loop_add_fd(a->loop, a->sigfd, EPOLLIN, on_signal, a) != 0) {
         log_error("cannot set up the event loop", LF_STR("error", strerror(errno)));
         return EXIT_INTERNAL;
     }
+    rc = attach_services(a);
+    if (rc != 0)
+        return rc;
     if (supervise_start(a->sv, a->env.vars) != 0)
         return EXIT_INTERNAL;
 
@@ -186,8 +349,24 @@ static int run(struct agent *a)
         kill_descendants(0);
         return EXIT_INTERNAL;
     }
+    health_server_free(a->health);
+    a->health = NULL;
+    stop_phases(a);
+    log_info("pi-agent exiting", LF_INT("exit_status", a->exit_status));
     return a->exit_status;
 }
+
+/* Subcommands are small tools of their own; none of them starts anything. */
+static const struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} subcommands[] = {
+    { "health", health_command },
+    { "licence", licence_subcommand },
+    { "license", licence_subcommand },
+    { "check", check_subcommand },
+    { "wait-tcp", hooks_wait_tcp_main },
+};
 
 int main(int argc, char **argv)
 {
@@ -197,6 +376,16 @@ int main(int argc, char **argv)
 
     if (argc > 1) {
         const char *arg = argv[1];
+        for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++) {
+            if (strcmp(arg, subcommands[i].name) == 0) {
+                struct config_error err = { "" };
+                if (load_logging(&err) != 0) {
+                    fprintf(stderr, "pi-agent: configuration error: %s\n", err.msg);
+                    return EXIT_CONFIG;
+                }
+                return subcommands[i].run(argc - 1, argv + 1);
+            }
+        }
         if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
             printf("pi-agent %s\n", PI_AGENT_VERSION);
             return 0;
@@ -219,10 +408,11 @@ int main(int argc, char **argv)
         }
     }
 
-    rc = load_config(&agent, command);
+    rc = load_config(&agent.cfg, command);
     if (rc != 0)
         return rc;
     rc = run(&agent);
-    agent_config_free(&agent.cfg);
+    licence_config_free(&agent.cfg.licence);
+    agent_config_free(&agent.cfg.agent);
     return rc;
 }

@@ -25,6 +25,8 @@ def agent_env(**overrides):
     env.setdefault("PI_EFS_MODE", "off")
     env.setdefault("PI_AGENT_HEALTH_PORT", "0")
     env.setdefault("PI_AGENT_HOOKS_DIR", "/nonexistent-pi-agent-hooks")
+    # Stops are immediate unless a test is about draining.
+    env.setdefault("PI_AGENT_DRAIN_SECONDS", "0")
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)

@@ -314,7 +314,9 @@ def test_text_log_format(start_agent):
     assert not out.lstrip().startswith("{")
 
 
-def test_log_level_filters_debug(start_agent):
+def test_log_level_filters_debug_and_info(start_agent):
     agent = start_agent(["--", "true"], env=agent_env(PI_AGENT_LOG_LEVEL="warn"))
     assert agent.wait() == 0
-    assert agent.logs() == []
+    levels = {r["level"] for r in agent.logs()}
+    assert levels <= {"warn", "error"}
+    assert not any(r["msg"] == "child started" for r in agent.logs())
