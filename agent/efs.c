@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -507,6 +508,14 @@ int efs_measure(const struct efs_config *cfg, const struct efs_plan *plan, struc
     st->nfolders = plan->nscan;
     for (int i = 0; i < plan->nscan; i++) {
         struct efs_scan_totals t;
+        struct stat top;
+        if (lstat(plan->paths[i], &top) < 0 && errno == ENOENT) {
+            /* not created yet (a dry run) or removed meanwhile: nothing to count */
+            memset(&st->folders[i], 0, sizeof(st->folders[i]));
+            snprintf(st->folders[i].name, sizeof(st->folders[i].name), "%s", plan->names[i]);
+            measured++;
+            continue;
+        }
         int rc = efs_scan_tree(scan, plan->paths[i], &t);
         snprintf(st->folders[i].name, sizeof(st->folders[i].name), "%s", plan->names[i]);
         st->folders[i].bytes = t.bytes;
@@ -760,7 +769,9 @@ int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_sta
     rt.loop = loop;
     rt.cfg = cfg;
     rt.state = state;
-    rt.seed = (unsigned)getpid() ^ (unsigned)wall_now_ms();
+    /* Every agent is PID 1 and tasks start together: only randomness spreads them. */
+    if (getrandom(&rt.seed, sizeof(rt.seed), 0) != (ssize_t)sizeof(rt.seed))
+        rt.seed = (unsigned)wall_now_ms();
     int rc = 0;
     if (housekeeping_attach(loop, &cfg->housekeeping) < 0) {
         log_error("cannot schedule log housekeeping");

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void efs_fmt(char *dst, size_t cap, const char *fmt, ...)
@@ -324,8 +326,13 @@ int efs_ensure_folder(const char *dir, const struct run_as *run_as, char *msg, s
 
 static int probe_one(const char *dir, int i, char *msg, size_t cap)
 {
+    /* pids repeat across containers sharing EFS (each agent is PID 1 of its
+     * own namespace): the name needs randomness to be unique. */
+    unsigned long long rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
     char name[PATH_MAX];
-    int n = snprintf(name, sizeof(name), "%s/.pi-agent-probe.%ld.%d", dir, (long)getpid(), i);
+    int n = snprintf(name, sizeof(name), "%s/.pi-agent-probe.%016llx.%d", dir, rnd, i);
     if (n < 0 || (size_t)n >= sizeof(name)) {
         snprintf(msg, cap, "%s: path too long", dir);
         return -1;
