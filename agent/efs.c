@@ -805,3 +805,39 @@ bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, co
     }
     return true;
 }
+
+/* ---- pi-agent du ------------------------------------------------------------ */
+
+int efs_du_command(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: pi-agent du PATH...  (apparent size, like du -s -x "
+                        "--apparent-size -b -c)\n");
+        return 2;
+    }
+    struct efs_scan *scan = efs_scan_new();
+    if (!scan) {
+        fprintf(stderr, "pi-agent du: out of memory\n");
+        return 1;
+    }
+    uint64_t total = 0, files = 0, errors = 0;
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        struct efs_scan_totals t;
+        if (efs_scan_tree(scan, argv[i], &t) < 0)
+            rc = 1;
+        if (t.errors) {
+            fprintf(stderr, "pi-agent du: %s (%llu unreadable entr%s)\n", t.first_error,
+                    (unsigned long long)t.errors, t.errors == 1 ? "y" : "ies");
+            rc = 1;
+        }
+        printf("%llu\t%s\n", (unsigned long long)t.bytes, argv[i]);
+        total += t.bytes;
+        files += t.files;
+        errors += t.errors;
+    }
+    printf("%llu\ttotal\n", (unsigned long long)total);
+    printf("%llu\tfiles\n", (unsigned long long)files);
+    efs_scan_free(scan);
+    return rc;
+}

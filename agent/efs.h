@@ -54,6 +54,11 @@ int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_sta
  * PI_EFS_OVER_BUDGET=fail; *why (may be NULL) then points at a reason. */
 bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, const char **why);
 
+/* `pi-agent du PATH...`: the budget walk on its own, printing what
+ * `du -s -x --apparent-size -b -c PATH...` would (bytes, tab, path; then the
+ * total) plus the file count. Exit 0, 1 when a path could not be read. */
+int efs_du_command(int argc, char **argv);
+
 /* Pure: "ok", "warn" or "over" for a total against the budget. */
 const char *efs_budget_status(uint64_t total, uint64_t budget, unsigned warn_percent);
 

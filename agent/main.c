@@ -72,6 +72,7 @@ static void usage(FILE *out)
             "       pi-agent health [--port N]        container health check (exit 0 when healthy)\n"
             "       pi-agent licence                  print the licence status as JSON\n"
             "       pi-agent check                    validate the configuration, start nothing\n"
+            "       pi-agent du PATH...               apparent size of PATH as the storage budget counts it\n"
             "       pi-agent wait-tcp HOST PORT SECONDS   wait until a TCP port accepts connections\n"
             "       pi-agent --version | --help\n"
             "\n"
@@ -365,6 +366,7 @@ static const struct subcommand {
     { "licence", licence_subcommand },
     { "license", licence_subcommand },
     { "check", check_subcommand },
+    { "du", efs_du_command },
     { "wait-tcp", hooks_wait_tcp_main },
 };
 
