@@ -630,6 +630,9 @@ int hooks_run_sync(const struct hooks_config *cfg, const char *phase, struct chi
         log_error("unknown hook phase", LF_STR("phase", phase != NULL ? phase : "(null)"));
         return 0;
     }
+    /* A sync phase runs outside the loop: loop phases still running now
+     * belong to a loop that ended, and must not start hooks from reap_wait. */
+    hooks_abort_async();
     prestart = strcmp(phase, HOOK_PHASE_PRE_START) == 0;
     fatal = prestart && !cfg->warn_only;
     if (phase_dir(cfg, phase, dir, sizeof dir) != 0 || hooks_list(dir, &list) != 0) {
@@ -698,13 +701,23 @@ struct hooks_async {
     void *ctx;
     /* the running hook */
     pid_t pid;
-    long timer;
+    long timer;                  /* its time limit, or the deferred finish */
     uint64_t started_ms;
     uint64_t limit_ms;
+    struct hooks_async *next_active;
 };
+
+/* Runs not finished yet, for hooks_abort_async. */
+static struct hooks_async *active_runs;
 
 static void async_free(struct hooks_async *run)
 {
+    for (struct hooks_async **p = &active_runs; *p != NULL; p = &(*p)->next_active) {
+        if (*p == run) {
+            *p = run->next_active;
+            break;
+        }
+    }
     hooks_list_free(&run->list);
     childenv_free(&run->base);
     free(run);
@@ -739,6 +752,15 @@ static bool async_start_next(struct hooks_async *run)
         char path[2048];
         pid_t pid;
 
+        /* Readiness hooks make no sense once the task is being stopped or
+         * Tomcat is gone (its clean-up also signals every hook process). */
+        if (run->state != NULL && (run->state->draining || !run->state->child_running) &&
+            strcmp(run->phase, HOOK_PHASE_POST_READY) == 0) {
+            log_info("post-ready hooks skipped: stopping, or Tomcat is not running",
+                     LF_INT("skipped", run->list.count - run->next));
+            run->next = run->list.count;
+            return false;
+        }
         if (limit == 0) {
             log_warn("hook phase out of time: remaining hooks skipped", LF_STR("phase", run->phase),
                      LF_INT("skipped", run->list.count - run->next),
@@ -867,14 +889,39 @@ int hooks_run_async(struct loop *loop, const struct hooks_config *cfg, const cha
         log_info("running hooks", LF_STR("phase", phase), LF_INT("count", run->list.count),
                  LF_INT("budget_ms", budget_ms));
     }
+    run->next_active = active_runs;
+    active_runs = run;
     if (async_start_next(run))
         return 0;
     /* Nothing runs: done must still come from the loop, not from here. */
-    if (loop_timer_add(loop, 0, 0, on_async_finish_timer, run) < 0) {
+    run->timer = loop_timer_add(loop, 0, 0, on_async_finish_timer, run);
+    if (run->timer < 0) {
         async_free(run);
         return -1;
     }
     return 0;
+}
+
+void hooks_abort_async(void)
+{
+    while (active_runs != NULL) {
+        struct hooks_async *run = active_runs;
+
+        if (run->timer > 0)
+            loop_timer_cancel(run->loop, run->timer);
+        if (run->pid > 0) {
+            const char *name = run->list.names[run->next - 1];
+            reap_unwatch(run->pid);
+            kill_group(run->pid);
+            log_warn("hook killed: the agent is stopping", LF_STR("phase", run->phase),
+                     LF_STR("hook", name));
+            record_failure(run->state, run->phase, name, "killed: the agent is stopping");
+        }
+        if (run->next < run->list.count)
+            log_info("hooks not run: the agent is stopping", LF_STR("phase", run->phase),
+                     LF_INT("skipped", run->list.count - run->next));
+        async_free(run);
+    }
 }
 
 /* ---- pi-agent wait-tcp HOST PORT SECONDS --------------------------------- */

@@ -75,6 +75,15 @@ int hooks_run_async(struct loop *loop, const struct hooks_config *cfg, const cha
                     char *const *envp, uint64_t budget_ms, struct agent_state *state,
                     void (*done)(void *ctx), void *ctx);
 
+/* Ends every loop phase still running (after loop_run returned, e.g. Tomcat
+ * died during post-ready hooks): kills the running hook's group, skips the
+ * rest, records the failure; done is not called. Uses the loop the phases
+ * were started on, so call it before loop_free. hooks_run_sync calls it
+ * first, so main needs it only when it runs no post-stop phase. Post-ready
+ * hooks not started yet are also skipped once state->draining is set or
+ * state->child_running is false. */
+void hooks_abort_async(void);
+
 /* `pi-agent wait-tcp HOST PORT SECONDS`: argv[0] is "wait-tcp". Connects to
  * HOST:PORT once a second until it succeeds or SECONDS (0 = one attempt) have
  * passed. Returns 0 when reachable, 1 when not in time, 64 on bad arguments. */

@@ -328,6 +328,26 @@ def test_pre_stop_hooks_never_overrun_the_grace(start_agent, hooks, tmp_path):
     assert skipped and skipped[0]["skipped"] == 1
 
 
+def test_tomcat_dying_during_post_ready_hooks_ends_them(start_agent, hooks, tmp_path):
+    child = tmp_path / "child.py"
+    # Exits by itself once the post-ready hook is running.
+    child.write_text("import os, sys, time\n"
+                     "while not os.path.exists(os.environ['OUT'] + '.ready'):\n"
+                     "    time.sleep(0.05)\n"
+                     "sys.exit(3)\n")
+    hooks.add("post-ready", "10-hangs", 'echo ready > "$OUT.ready"; echo "post-ready" >> "$OUT"; sleep 300')
+    hooks.add("post-ready", "20-never", 'echo never >> "$OUT"')
+    hooks.add("post-stop", "10-after", 'echo "post-stop" >> "$OUT"')
+    agent = start_agent(["--", PY, str(child)], env=hooks.env())
+    assert agent.wait() == 3, agent.stderr
+    assert hooks.lines() == ["post-ready", "post-stop"]
+    # Tomcat's clean-up signals every descendant, the hook included (or,
+    # had it outlived the loop, the post-stop phase kills it first).
+    ended = records(agent, "hook failed") + records(agent, "hook killed: the agent is stopping")
+    assert [r["hook"] for r in ended] == ["10-hangs"]
+    assert records(agent, "post-ready hooks skipped: stopping, or Tomcat is not running")
+
+
 # ---- configuration -------------------------------------------------------------
 
 @pytest.mark.parametrize("name,value", [("PI_AGENT_HOOKS_DIR", "relative/hooks"),

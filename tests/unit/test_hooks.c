@@ -720,6 +720,8 @@ static void harness_start(struct async_harness *h)
 static void harness_run(struct async_harness *h, struct fixture *f, const char *phase,
                         uint64_t budget_ms)
 {
+    if (!f->state.draining)
+        f->state.child_running = true; /* as while Tomcat runs */
     h->in_call = true;
     assert_int_equal(hooks_run_async(h->loop, &f->cfg, phase, f->env.vars, budget_ms, &f->state,
                                      on_done, h), 0);
@@ -798,6 +800,73 @@ static void async_budget_ends_phase(void **s)
     assert_true(eventually_dead(read_pid_file(buf)));
 }
 
+static void on_stop_loop(struct loop *loop, void *ctx)
+{
+    (void)ctx;
+    loop_stop(loop, 0);
+}
+
+static void async_phase_left_running_is_aborted_by_a_sync_phase(void **s)
+{
+    struct fixture *f = *s;
+    struct async_harness h;
+    char buf[256];
+    add_hook(f, "post-ready", "10-hangs",
+             "echo $$ > \"$OUT.tmp\" && mv \"$OUT.tmp\" \"$OUT.fg\"\nsleep 300");
+    add_hook(f, "post-ready", "20-never", "echo never >> \"$OUT\"");
+    add_hook(f, "post-stop", "10-after", "echo post-stop >> \"$OUT\"");
+    harness_start(&h);
+    f->state.child_running = true;
+    assert_int_equal(hooks_run_async(h.loop, &f->cfg, "post-ready", f->env.vars, 0, &f->state,
+                                     on_done, &h), 0);
+    /* The loop ends (Tomcat died, say) while the hook still runs. */
+    snprintf(buf, sizeof buf, "%s.fg", f->out);
+    for (int i = 0; i < 500 && access(buf, F_OK) != 0; i++)
+        assert_true(loop_timer_add(h.loop, 10, 0, on_stop_loop, NULL) > 0 &&
+                    loop_run(h.loop) == 0);
+    pid_t hung = read_pid_file(buf);
+    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 0, &f->state), 0);
+    assert_int_equal(h.done_calls, 0);
+    assert_true(eventually_dead(hung));
+    assert_string_equal(read_out(f, buf, sizeof buf), "post-stop\n");
+    assert_string_equal(f->state.hooks_failure,
+                        "post-ready/10-hangs: killed: the agent is stopping");
+    hooks_abort_async(); /* nothing left: harmless */
+    harness_end(&h);
+}
+
+static void async_post_ready_skipped_once_draining(void **s)
+{
+    struct fixture *f = *s;
+    struct async_harness h;
+    char buf[64];
+    f->state.draining = true;
+    add_hook(f, "post-ready", "10-ready", "echo ready >> \"$OUT\"");
+    harness_start(&h);
+    harness_run(&h, f, "post-ready", 0);
+    harness_end(&h);
+    assert_string_equal(read_out(f, buf, sizeof buf), "");
+}
+
+static void async_post_ready_skipped_without_tomcat(void **s)
+{
+    struct fixture *f = *s;
+    struct async_harness h;
+    char buf[64];
+    add_hook(f, "post-ready", "10-ready", "echo ready >> \"$OUT\"");
+    harness_start(&h);
+    f->state.child_running = false;
+    h.in_call = true;
+    assert_int_equal(hooks_run_async(h.loop, &f->cfg, "post-ready", f->env.vars, 0, &f->state,
+                                     on_done, &h), 0);
+    h.in_call = false;
+    assert_int_equal(loop_run(h.loop), 0);
+    assert_int_equal(h.done_calls, 1);
+    assert_false(h.done_during_call);
+    harness_end(&h);
+    assert_string_equal(read_out(f, buf, sizeof buf), "");
+}
+
 static void async_unknown_phase_is_refused(void **s)
 {
     struct fixture *f = *s;
@@ -848,6 +917,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(async_no_hooks_still_calls_done_from_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(async_timeout_kills_group_and_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(async_budget_ends_phase, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_phase_left_running_is_aborted_by_a_sync_phase, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_post_ready_skipped_once_draining, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_post_ready_skipped_without_tomcat, setup, teardown),
         cmocka_unit_test_setup_teardown(async_unknown_phase_is_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
