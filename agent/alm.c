@@ -23,6 +23,7 @@
 #define ALM_BACKOFF_MAX_MS 16000u
 #define ALM_CONNECT_TIMEOUT_MAX_MS 10000L
 #define ALM_ATTEMPT_TIMEOUT_MAX_MS 30000L
+#define ALM_MIN_ATTEMPT_MS 1000u
 
 static void set_reason(char *reason, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -227,8 +228,9 @@ static enum alm_outcome request_with_retries(const struct alm_settings *s,
             snprintf(last_error, sizeof(last_error), "HTTP %ld", res.status);
         } else {
             snprintf(last_error, sizeof(last_error), "%s", res.error);
-            /* A refused scheme or a bad URL will not get better. */
-            if (res.curl_code == 0) {
+            /* A refused scheme or a certificate that does not verify will
+             * not get better by asking again. */
+            if (fetch_error_is_permanent(res.curl_code)) {
                 set_reason(out->reason, sizeof(out->reason), "%s at %s: %s", what, shown, res.error);
                 out->outcome = ALM_UNREACHABLE;
                 return out->outcome;
@@ -236,7 +238,9 @@ static enum alm_outcome request_with_retries(const struct alm_settings *s,
         }
         uint64_t delay = alm_backoff_ms(out->attempts, jitter());
         now = mono_ms();
-        if (now >= deadline || now + delay >= deadline)
+        /* An attempt squeezed into the last moments would only time out and
+         * hide the real error behind "timed out". */
+        if (now >= deadline || now + delay + ALM_MIN_ATTEMPT_MS > deadline)
             break;
         log_warn("licence server attempt failed, retrying", LF_STR("server", shown),
                  LF_INT("attempt", out->attempts), LF_STR("error", last_error),

@@ -343,6 +343,22 @@ out:
     return ret;
 }
 
+bool fetch_error_is_permanent(int curl_code)
+{
+    switch ((CURLcode)curl_code) {
+    case CURLE_OK: /* refused before curl ran: a bad scheme or URL */
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 void fetch_response_free(struct fetch_response *res)
 {
     free(res->body);

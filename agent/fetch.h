@@ -50,6 +50,11 @@ const char *fetch_step_name(enum fetch_step step);
 int fetch_connect_check(const char *url, const char *ca_file, bool allow_http, long timeout_ms,
                         enum fetch_step *failed_step, char *error, size_t cap);
 
+/* Whether a failed transfer's curl_code is one that another attempt cannot
+ * fix: the server's certificate failed verification, the CA file is bad, the
+ * scheme is not allowed. */
+bool fetch_error_is_permanent(int curl_code);
+
 /* curl_global_init / curl_global_cleanup, for the worker process. */
 int fetch_global_init(void);
 void fetch_global_cleanup(void);

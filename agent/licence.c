@@ -677,9 +677,10 @@ static char *status_json(const struct licence_state *st, const struct licence_cl
               cJSON_AddStringToObject(o, "reason", st->reason) &&
               cJSON_AddStringToObject(o, "source", st->source);
     if (ok && have_claims) {
-        cJSON *mods = cJSON_AddArrayToObject(o, "modules");
+        cJSON *mods = NULL;
         ok = cJSON_AddStringToObject(o, "subject", claims->sub) &&
-             cJSON_AddNumberToObject(o, "users", (double)claims->users) && mods &&
+             cJSON_AddNumberToObject(o, "users", (double)claims->users) &&
+             (mods = cJSON_AddArrayToObject(o, "modules")) != NULL &&
              add_date(o, "not_before", claims->has_nbf ? claims->nbf : 0) &&
              add_date(o, "expires", claims->exp) &&
              cJSON_AddNumberToObject(o, "days_left", (double)st->days_left) &&

@@ -1,0 +1,623 @@
+"""Licence handling of build/pi-agent against a local HTTPS ALM stub
+(alm_stub.py): the ALM callback and its failures, offline tokens, XML
+licences, licence URLs, the EFS cache, the hand-over to the dashboard,
+PI_AGENT_LICENCE_REQUIRED, and the reachability check for deployments where
+the dashboard calls the ALM itself. Every test checks that no licence,
+customer key or key leaks into the output or the status files."""
+import json
+import os
+import pwd
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from alm_stub import (HANG, Response, alm_stub, claims, closed_port, licence_response,  # noqa: F401
+                      pki)
+from conftest import AGENT, agent_env, wait_for
+
+CUSTOMER_KEY = "ACME-CUST-7f3a9c2e51"
+
+
+# ---- helpers ----------------------------------------------------------------
+
+def licence_env(tmp_path, pki, **overrides):
+    run = tmp_path / "run"
+    efs = tmp_path / "efs"
+    efs.mkdir(exist_ok=True)
+    base = dict(PI_AGENT_RUN_DIR=run, PI_EFS_ROOT=efs, PI_LICENCE_PUBLIC_KEY=pki.public_keys,
+                PI_ALM_CA_FILE=pki.ca_file, PI_ALM_TIMEOUT_SECONDS=10)
+    base.update(overrides)
+    return agent_env(**base)
+
+
+def licence_cmd(env):
+    """`pi-agent licence`: (exit code, status dict, stdout, stderr)."""
+    p = subprocess.run([str(AGENT), "licence"], env=env, capture_output=True, timeout=120)
+    out = p.stdout.decode()
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, f"stdout must hold only the status: {out!r}"
+    return p.returncode, json.loads(lines[0]), out, p.stderr.decode()
+
+
+def run_agent(start_agent, env, tmp_path, child=None, pid1=False, timeout=120):
+    """Runs the agent with a child that writes its environment to a file;
+    returns (exit code, agent, child env dict or None)."""
+    out = tmp_path / "child.env"
+    if child is None:
+        child = ["/bin/sh", "-c", f'env > "{out}"']
+    a = start_agent(["--"] + child, env=env, pid1=pid1)
+    rc = a.wait(timeout=timeout)
+    child_env = None
+    if out.exists():
+        child_env = {}
+        for line in out.read_text().splitlines():
+            k, _, v = line.partition("=")
+            child_env[k] = v
+    return rc, a, child_env
+
+
+def status_file(tmp_path):
+    return json.loads((tmp_path / "run" / "licence.json").read_text())
+
+
+def licence_file(tmp_path):
+    return tmp_path / "run" / "licence"
+
+
+def licence_logs(agent):
+    return [r for r in agent.logs() if "licence" in r.get("msg", "")]
+
+
+def assert_no_secrets(pki, *blobs, extra=()):
+    secrets = list(pki.secrets()) + [CUSTOMER_KEY] + list(extra)
+    for blob in blobs:
+        if isinstance(blob, bytes):
+            blob = blob.decode(errors="replace")
+        for secret in secrets:
+            # The signature segment of a token is unique to it.
+            needle = secret.rsplit(".", 1)[-1] if secret.count(".") == 2 else secret
+            assert needle not in blob, "a secret leaked into the output"
+
+
+def agent_outputs(agent, tmp_path):
+    blobs = [agent.stdout, agent.stderr]
+    sf = tmp_path / "run" / "licence.json"
+    if sf.exists():
+        blobs.append(sf.read_text())
+    return blobs
+
+
+# ---- the ALM callback (customer key + PI_ALM_URL) ---------------------------
+
+def test_alm_success_hands_the_licence_over(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims(days_from_now=200, deployment="prod-eu"))
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_DEPLOYMENT_ID="prod-eu")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+
+    (req,) = stub.posts()
+    body = json.loads(req["body"])
+    assert body["customer_key"] == CUSTOMER_KEY
+    assert body["deployment"] == "prod-eu"
+    assert body["product"] == "dashboard"
+    assert body["agent"].startswith("pi-agent/")
+    assert req["headers"]["Content-Type"] == "application/json"
+
+    st = status_file(tmp_path)
+    assert st["status"] == "valid"
+    assert st["source"] == "alm"
+    assert st["subject"] == "acme-42"
+    assert st["users"] == 25
+    assert st["modules"] == ["dashboard", "reports"]
+    assert st["deployment"] == "prod-eu"
+    assert st["days_left"] in (199, 200)
+    assert st["expires"].endswith("Z") and st["not_before"].endswith("Z")
+
+    lf = licence_file(tmp_path)
+    assert lf.read_text() == token
+    assert (lf.stat().st_mode & 0o777) == 0o600
+    assert child["PI_LICENCE_FILE"] == str(lf)
+    assert child["PI_LICENCE_STATUS"] == "valid"
+    # Without PI_AGENT_LICENCE_INLINE the dashboard keeps its own PI_LICENCE.
+    assert child["PI_LICENCE"] == CUSTOMER_KEY
+
+    cache = tmp_path / "efs" / ".pi-agent" / "licence"
+    assert cache.read_text() == token
+    assert (cache.stat().st_mode & 0o777) == 0o600
+    rec = [r for r in agent.logs() if r.get("msg") == "licence checked"][0]
+    assert rec["level"] == "info" and rec["status"] == "valid"
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=[token])
+
+
+def test_alm_401_is_rejected_without_retry(tmp_path, pki, alm_stub):
+    stub = alm_stub().respond(Response(401, '{"error":"unknown key"}'))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, st, out, err = licence_cmd(env)
+    assert rc == 1
+    assert st["status"] == "rejected"
+    assert "HTTP 401" in st["reason"] and "PI_LICENCE" in st["reason"]
+    assert len(stub.posts()) == 1
+    assert_no_secrets(pki, out, err)
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_alm_403_404_are_rejected(tmp_path, pki, alm_stub, status):
+    stub = alm_stub().respond(Response(status, "{}"))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "rejected")
+    assert len(stub.posts()) == 1
+
+
+def test_alm_500_then_success_is_retried(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(Response(500, "oops"), Response(429, "slow down"),
+                              licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_ALM_TIMEOUT_SECONDS=30)
+    rc, st, out, err = licence_cmd(env)
+    assert (rc, st["status"], st["source"]) == (0, "valid", "alm")
+    assert len(stub.posts()) == 3
+    # The retries were logged (to stderr, stdout holds only the status).
+    assert "retrying" in err
+    assert_no_secrets(pki, out, err, extra=[token])
+
+
+def test_alm_that_never_answers_times_out(tmp_path, pki, alm_stub):
+    stub = alm_stub().respond(HANG)
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_ALM_TIMEOUT_SECONDS=2)
+    rc, st, out, err = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "unreachable")
+    assert "within 2 s" in st["reason"]
+    assert "timed out" in st["reason"]
+    assert_no_secrets(pki, out, err)
+
+
+def test_alm_connection_refused(tmp_path, pki):
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY,
+                      PI_ALM_URL=f"https://127.0.0.1:{closed_port()}/licence",
+                      PI_ALM_TIMEOUT_SECONDS=2)
+    rc, st, out, err = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "unreachable")
+    assert "TCP connect failed: Connection refused" in st["reason"]
+    assert_no_secrets(pki, out, err)
+
+
+@pytest.mark.parametrize("body", ["not json at all", '{"licence": 5}', "{}"])
+def test_alm_answer_without_a_licence_is_malformed(tmp_path, pki, alm_stub, body):
+    stub = alm_stub().respond(Response(200, body))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "malformed")
+    assert "without a licence" in st["reason"]
+    assert len(stub.posts()) == 1
+
+
+def test_alm_token_with_bad_signature(tmp_path, pki, alm_stub):
+    # Signed by a stranger who claims the vendor's kid.
+    token = pki.stranger.sign(claims())
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, st, out, err = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "bad-signature")
+    assert st["subject"] is None  # claims of an unverified token are not shown
+    assert_no_secrets(pki, out, err, extra=[token])
+
+
+def test_alm_token_with_unknown_kid(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims(), kid="vendor-9")
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "bad-signature")
+    assert '"vendor-9"' in st["reason"]
+
+
+@pytest.mark.parametrize("kw,status,words", [
+    (dict(days_from_now=-1, not_before_days=-30), "expired", "expired on"),
+    (dict(days_from_now=60, not_before_days=2), "not-yet-valid", "not valid before"),
+    (dict(days_from_now=60, deployment="staging"), "wrong-deployment", "PI_DEPLOYMENT_ID"),
+])
+def test_alm_token_claims_are_checked(tmp_path, pki, alm_stub, kw, status, words):
+    token = pki.vendor.sign(claims(**kw))
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_DEPLOYMENT_ID="prod-eu")
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, status)
+    assert words in st["reason"]
+    assert st["subject"] == "acme-42"  # the signature held: claims are shown
+
+
+def test_expiring_licence_is_accepted_with_a_warning(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims(days_from_now=10))
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_AGENT_LICENCE_REQUIRED="true")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert child["PI_LICENCE_STATUS"] == "expiring"
+    rec = [r for r in agent.logs() if r.get("msg") == "licence checked"][0]
+    assert rec["level"] == "warn"
+    assert rec["days_left"] in (9, 10)
+
+
+@pytest.mark.parametrize("cert,words", [
+    ("untrusted", "TLS handshake failed"),
+    ("wrong-host", "TLS handshake failed"),
+])
+def test_alm_certificate_problems_are_refused(tmp_path, pki, alm_stub, cert, words):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub(cert=cert).respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_ALM_TIMEOUT_SECONDS=2)
+    rc, st, out, err = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "unreachable")
+    assert words in st["reason"]
+    assert stub.posts() == []  # the key never left over an unverified connection
+    assert stub.connections >= 1  # it did get as far as the TLS handshake
+    assert len(stub.requests) == 0
+    assert_no_secrets(pki, out, err)
+
+
+def test_plain_http_is_refused_unless_allowed(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub(tls=False).respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    p = subprocess.run([str(AGENT), "licence"], env=env, capture_output=True, timeout=60)
+    assert p.returncode == 78
+    assert b"PI_ALM_URL" in p.stderr and b"PI_ALM_ALLOW_HTTP" in p.stderr
+    assert stub.requests == []
+
+    env["PI_ALM_ALLOW_HTTP"] = "true"
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (0, "valid")
+    assert len(stub.posts()) == 1
+
+
+# ---- the EFS cache ------------------------------------------------------------
+
+def test_cache_is_used_when_the_alm_cannot_be_reached(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims(days_from_now=100))
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_AGENT_LICENCE_INLINE="true")
+    rc, _, _ = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert (tmp_path / "efs" / ".pi-agent" / "licence").read_text() == token
+
+    # Next start: the ALM is down.
+    stub.respond(Response(503, "maintenance"))
+    env["PI_ALM_TIMEOUT_SECONDS"] = "2"
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    st = status_file(tmp_path)
+    assert (st["status"], st["source"]) == ("valid", "cache")
+    assert "could not be reached" in st["reason"]
+    assert child["PI_LICENCE"] == token  # inline: the dashboard starts from the cache
+    assert child["PI_LICENCE_STATUS"] == "valid"
+    assert any(r.get("msg") == "the ALM cannot be reached: using the licence cached on EFS"
+               and r["level"] == "warn" for r in agent.logs())
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=[token])
+
+
+def test_cache_is_ignored_after_401(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims(days_from_now=100))
+    cache = tmp_path / "efs" / ".pi-agent"
+    cache.mkdir(parents=True)
+    (cache / "licence").write_text(token)
+    stub = alm_stub().respond(Response(401, "{}"))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"], st["source"]) == (1, "rejected", "alm")
+
+
+# ---- offline licences and XML -------------------------------------------------
+
+def test_offline_licence_pasted_over_several_lines(tmp_path, pki, start_agent):
+    token = pki.vendor2.sign(claims(days_from_now=90))
+    wrapped = "\r\n".join(token[i:i + 64] for i in range(0, len(token), 64)) + "\n  "
+    env = licence_env(tmp_path, pki, PI_LICENCE=" " + wrapped, PI_AGENT_LICENCE_INLINE="true")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    st = status_file(tmp_path)
+    assert (st["status"], st["source"]) == ("valid", "inline")
+    assert licence_file(tmp_path).read_text() == token
+    assert child["PI_LICENCE"] == token
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=[token])
+
+
+def test_offline_licence_signed_by_thumbprint_kid(tmp_path, pki):
+    token = pki.vendor.sign(claims(), kid=pki.vendor.thumbprint())
+    env = licence_env(tmp_path, pki, PI_LICENCE=token)
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (0, "valid")
+
+
+def test_offline_licence_without_a_public_key(tmp_path, pki):
+    token = pki.vendor.sign(claims())
+    env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_LICENCE_PUBLIC_KEY=None)
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "bad-signature")
+    assert "PI_LICENCE_PUBLIC_KEY" in st["reason"]
+
+
+def test_public_key_file(tmp_path, pki):
+    keyfile = tmp_path / "vendor.pem"
+    keyfile.write_text(pki.public_keys)
+    token = pki.vendor2.sign(claims())
+    env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_LICENCE_PUBLIC_KEY=None,
+                      PI_LICENCE_PUBLIC_KEY_FILE=keyfile)
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (0, "valid")
+
+
+def test_bad_public_key_is_a_configuration_error(tmp_path, pki):
+    env = licence_env(tmp_path, pki, PI_LICENCE="x",
+                      PI_LICENCE_PUBLIC_KEY="-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    p = subprocess.run([str(AGENT), "licence"], env=env, capture_output=True, timeout=60)
+    assert p.returncode == 78
+    assert b"PI_LICENCE_PUBLIC_KEY" in p.stderr
+
+
+XML = """
+<?xml version="1.0" encoding="UTF-8"?>
+<licence version="3">
+    <customer>Acme Ltd</customer>
+    <users>25</users>
+    <signature>
+        MEUCIQDx2V
+        k9Q3lm==
+    </signature>
+</licence>
+"""
+XML_ONE_LINE = ('<?xml version="1.0" encoding="UTF-8"?><licence version="3"><customer>Acme Ltd'
+                '</customer><users>25</users><signature>MEUCIQDx2Vk9Q3lm==</signature></licence>')
+
+
+def test_xml_licence_is_normalised_and_unverified(tmp_path, pki, start_agent):
+    env = licence_env(tmp_path, pki, PI_LICENCE=XML, PI_AGENT_LICENCE_INLINE="true",
+                      PI_AGENT_LICENCE_REQUIRED="true")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert licence_file(tmp_path).read_text() == XML_ONE_LINE
+    assert child["PI_LICENCE"] == XML_ONE_LINE
+    assert child["PI_LICENCE_STATUS"] == "unverified"
+    st = status_file(tmp_path)
+    assert (st["status"], st["source"]) == ("unverified", "inline")
+    assert "cannot check the vendor's XML signature" in st["reason"]
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=["MEUCIQDx2V", "Acme Ltd"])
+
+
+def test_xml_licence_that_is_cut_short_is_malformed(tmp_path, pki):
+    env = licence_env(tmp_path, pki, PI_LICENCE="<licence>\n  <customer>Acme</customer>\n")
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "malformed")
+
+
+# ---- PI_LICENCE unset, PI_LICENCE_URL -----------------------------------------
+
+def test_missing_licence_still_starts_the_dashboard(tmp_path, pki, start_agent):
+    env = licence_env(tmp_path, pki)
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert child["PI_LICENCE_STATUS"] == "missing"
+    assert "PI_LICENCE_FILE" not in child
+    assert not licence_file(tmp_path).exists()
+    rec = [r for r in agent.logs() if r.get("msg") == "licence checked"][0]
+    assert rec["level"] == "error" and rec["status"] == "missing"
+    assert "PI_LICENCE" in rec["reason"]
+
+
+def test_licence_url_with_a_token(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(Response(200, token + "\n", content_type="text/plain"))
+    env = licence_env(tmp_path, pki, PI_LICENCE_URL=stub.url("/files/licence.jwt?sig=SECRETQUERY"),
+                      PI_AGENT_LICENCE_INLINE="true")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert [r["method"] for r in stub.requests] == ["GET"]
+    st = status_file(tmp_path)
+    assert (st["status"], st["source"]) == ("valid", "url")
+    assert child["PI_LICENCE"] == token
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=[token, "SECRETQUERY"])
+
+
+def test_licence_url_with_xml(tmp_path, pki, alm_stub):
+    stub = alm_stub().respond(Response(200, XML, content_type="application/xml"))
+    env = licence_env(tmp_path, pki, PI_LICENCE_URL=stub.url("/licence.xml"))
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"], st["source"]) == (0, "unverified", "url")
+
+
+def test_licence_url_404_and_garbage(tmp_path, pki, alm_stub):
+    stub = alm_stub().respond(Response(404, "not found", content_type="text/plain"))
+    env = licence_env(tmp_path, pki, PI_LICENCE_URL=stub.url("/gone"))
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "rejected")
+    assert "HTTP 404" in st["reason"]
+
+    stub.respond(Response(200, "just some text", content_type="text/plain"))
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "malformed")
+    assert "PI_LICENCE_URL" in st["reason"]
+
+
+# ---- PI_AGENT_LICENCE_REQUIRED --------------------------------------------------
+
+def test_required_stops_the_start_with_77(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims(days_from_now=-2, not_before_days=-40))
+    env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_AGENT_LICENCE_REQUIRED="true")
+    rc, agent, child = run_agent(start_agent, env, tmp_path, pid1=True)
+    assert rc == 77
+    assert child is None  # the dashboard never started
+    rec = [r for r in agent.logs() if "not starting the dashboard" in r.get("msg", "")][0]
+    assert rec["status"] == "expired"
+    assert "expired on" in rec["reason"]
+    assert status_file(tmp_path)["status"] == "expired"
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=[token])
+
+
+def test_required_with_missing_licence_stops_the_start(tmp_path, pki, start_agent):
+    env = licence_env(tmp_path, pki, PI_AGENT_LICENCE_REQUIRED="true")
+    rc, _, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 77 and child is None
+
+
+def test_by_default_a_bad_licence_does_not_stop_the_start(tmp_path, pki, start_agent):
+    token = pki.stranger.sign(claims())
+    env = licence_env(tmp_path, pki, PI_LICENCE=token)
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert child["PI_LICENCE_STATUS"] == "bad-signature"
+    assert "PI_LICENCE_FILE" not in child
+    assert child["PI_LICENCE"] == token  # untouched: the dashboard shows its own notice
+
+
+# ---- the dashboard's own callback (customer key without PI_ALM_URL) ---------------
+
+def test_customer_key_without_alm_url_is_passed_through(tmp_path, pki, alm_stub, start_agent):
+    stub = alm_stub()
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_AGENT_LICENCE_REQUIRED="true")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert child["PI_LICENCE"] == CUSTOMER_KEY
+    assert child["PI_LICENCE_STATUS"] == "unverified"
+    st = status_file(tmp_path)
+    assert (st["status"], st["source"]) == ("unverified", "dashboard")
+    assert st["reason"] == "the dashboard performs the ALM callback itself"
+    assert stub.requests == []
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path))
+
+
+def test_alm_check_url_reachable(tmp_path, pki, alm_stub):
+    stub = alm_stub()
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_CHECK_URL=stub.url("/"))
+    rc, st, out, err = licence_cmd(env)
+    assert (rc, st["status"], st["source"]) == (0, "unverified", "dashboard")
+    assert "can be reached" in st["reason"]
+    assert stub.requests == []  # a handshake only: the key is never sent
+    assert_no_secrets(pki, out, err)
+
+
+def test_alm_check_url_closed_port_names_the_step(tmp_path, pki, start_agent):
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY,
+                      PI_ALM_CHECK_URL=f"https://127.0.0.1:{closed_port()}/",
+                      PI_ALM_TIMEOUT_SECONDS=3)
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0  # the default policy starts the dashboard anyway
+    assert child["PI_LICENCE_STATUS"] == "unreachable"
+    assert child["PI_LICENCE"] == CUSTOMER_KEY
+    st = status_file(tmp_path)
+    assert st["status"] == "unreachable"
+    assert st["reason"].startswith("TCP connect to 127.0.0.1 failed: Connection refused")
+    assert "invalid-licence notice" in st["reason"]
+    assert_no_secrets(pki, *agent_outputs(agent, tmp_path))
+
+
+def test_alm_check_url_untrusted_certificate_names_tls(tmp_path, pki, alm_stub):
+    stub = alm_stub(cert="untrusted")
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_CHECK_URL=stub.url("/"),
+                      PI_ALM_TIMEOUT_SECONDS=3)
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "unreachable")
+    assert st["reason"].startswith("TLS handshake with localhost failed")
+
+
+# ---- hand-over details and `pi-agent licence` --------------------------------------
+
+def test_licence_file_belongs_to_the_run_as_user(tmp_path, pki, start_agent):
+    nobody = pwd.getpwnam("nobody")
+    token = pki.vendor.sign(claims())
+    env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_AGENT_RUN_AS="nobody")
+    rc, agent, _ = run_agent(start_agent, env, tmp_path,
+                             child=["/bin/sh", "-c", 'echo "CHILD-STATUS=$PI_LICENCE_STATUS"'])
+    assert rc == 0
+    assert b"CHILD-STATUS=valid" in agent.stdout
+    st = licence_file(tmp_path).stat()
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert (st.st_mode & 0o777) == 0o600
+    status = (tmp_path / "run" / "licence.json").stat()
+    assert (status.st_mode & 0o777) == 0o644
+
+
+def test_licence_command_reports_the_running_agents_status(tmp_path, pki, start_agent):
+    token = pki.vendor.sign(claims(days_from_now=50))
+    env = licence_env(tmp_path, pki, PI_LICENCE=token)
+    rc, _, _ = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    # Now ask with a different PI_LICENCE: the agent's written view wins.
+    env2 = dict(env, PI_LICENCE="something-else")
+    rc, st, out, err = licence_cmd(env2)
+    assert (rc, st["status"], st["source"]) == (0, "valid", "inline")
+    assert st["days_left"] in (49, 50)
+    assert_no_secrets(pki, out, err, extra=[token])
+
+
+def test_stale_licence_file_is_removed(tmp_path, pki, start_agent):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "licence").write_text("old licence")
+    env = licence_env(tmp_path, pki, PI_LICENCE=pki.stranger.sign(claims()))
+    rc, _, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert not (run / "licence").exists()
+    assert child["PI_LICENCE_STATUS"] == "bad-signature"
+
+
+# ---- while running ----------------------------------------------------------------
+
+def test_expiry_is_re_evaluated_while_running(tmp_path, pki, start_agent):
+    token = pki.vendor.sign(claims(expires_in_seconds=4))
+    env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_LICENCE_CHECK_SECONDS=1,
+                      PI_LICENCE_WARN_DAYS=0)
+    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
+    wait_for(lambda: (tmp_path / "run" / "licence.json").exists(), timeout=30, what="status file")
+    assert status_file(tmp_path)["status"] == "valid"
+    wait_for(lambda: status_file(tmp_path)["status"] == "expired", timeout=30,
+             what="status expired")
+    a.signal(signal.SIGTERM)
+    a.wait(timeout=60)
+    changes = [r for r in a.logs() if r.get("msg") == "licence status changed"]
+    assert len(changes) == 1  # logged once, not every second
+    assert changes[0]["status"] == "expired" and changes[0]["level"] == "error"
+    assert_no_secrets(pki, *agent_outputs(a, tmp_path), extra=[token])
+
+
+def test_licence_is_refreshed_from_the_alm(tmp_path, pki, alm_stub, start_agent):
+    first = pki.vendor.sign(claims(days_from_now=100))
+    second = pki.vendor.sign(claims(days_from_now=300))
+    stub = alm_stub().respond(licence_response(first), licence_response(second))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_LICENCE_REFRESH_SECONDS=1)
+    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
+    wait_for(lambda: len(stub.posts()) >= 2, timeout=30, what="a refresh")
+    wait_for(lambda: licence_file(tmp_path).exists() and licence_file(tmp_path).read_text() == second,
+             timeout=30, what="the refreshed licence handed over")
+    assert status_file(tmp_path)["days_left"] in (299, 300)
+    assert (tmp_path / "efs" / ".pi-agent" / "licence").read_text() == second
+    a.signal(signal.SIGTERM)
+    a.wait(timeout=60)
+    assert any(r.get("msg", "").startswith("licence refreshed from the ALM") for r in a.logs())
+    assert_no_secrets(pki, *agent_outputs(a, tmp_path), extra=[first, second])
+
+
+def test_failed_refresh_keeps_the_current_licence(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims(days_from_now=100))
+    stub = alm_stub().respond(licence_response(token), Response(401, "{}"))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_LICENCE_REFRESH_SECONDS=1)
+    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
+    # A third request means the first refresh has finished and been handled.
+    wait_for(lambda: len(stub.posts()) >= 3, timeout=30, what="two refreshes")
+    a.signal(signal.SIGTERM)
+    a.wait(timeout=60)
+    fails = [r for r in a.logs() if r.get("msg") == "licence refresh failed: the current licence stays in use"]
+    assert fails and fails[0]["status"] == "rejected" and fails[0]["level"] == "error"
+    assert status_file(tmp_path)["status"] == "valid"
+    assert licence_file(tmp_path).read_text() == token
