@@ -733,11 +733,11 @@ static void log_status(const char *msg, const struct licence_state *st, enum lic
                          LF_STR("expires", expires), LF_INT("days_left", st->has_days_left ? st->days_left : -1)));
 }
 
-/* Writes licence.json and, when there is an accepted licence, the licence
- * file. Returns 1 when the licence file was written, 0 when not, -1 when the
- * directory cannot be used. */
+/* Writes licence.json and, with with_licence, the licence file (or removes
+ * a previous one when there is no accepted licence). Returns 1 when the
+ * licence file was written, 0 when not, -1 when the directory cannot be used. */
 static int write_handover(const struct licence_config *cfg, const struct resolution *r,
-                          const struct run_as *owner)
+                          const struct run_as *owner, bool with_licence)
 {
     char error[600];
     if (ensure_dir(cfg->run_dir, 0755) != 0) {
@@ -748,7 +748,9 @@ static int write_handover(const struct licence_config *cfg, const struct resolut
     int written = 0;
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", cfg->run_dir, LICENCE_FILE_NAME);
-    if (r->licence && licence_status_acceptable(r->status)) {
+    if (!with_licence) {
+        /* Only the status changed: the licence file stays as it is. */
+    } else if (r->licence && licence_status_acceptable(r->status)) {
         if (write_atomic(cfg->run_dir, LICENCE_FILE_NAME, r->licence, r->len, 0600, owner, error,
                          sizeof(error)) != 0)
             log_error("cannot hand the licence over", LF_STR("error", error));
@@ -805,7 +807,7 @@ int licence_start(const struct licence_config *cfg, const struct run_as *run_as,
         log_warn("the licence is bound to a deployment, but PI_DEPLOYMENT_ID is not set: it is not "
                  "checked", LF_STR("deployment", r.claims.deployment));
 
-    int written = write_handover(cfg, &r, g.has_owner ? &g.owner : NULL);
+    int written = write_handover(cfg, &r, g.has_owner ? &g.owner : NULL, true);
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", cfg->run_dir, LICENCE_FILE_NAME);
     int rc = 0;
@@ -881,7 +883,7 @@ static void on_refresh_done(struct loop *loop, const struct worker_result *wr, v
     } else if (r.status == LS_VALID || r.status == LS_EXPIRING) {
         bool changed = r.status != g.status;
         remember(&r);
-        if (write_handover(g.cfg, &r, g.has_owner ? &g.owner : NULL) < 0)
+        if (write_handover(g.cfg, &r, g.has_owner ? &g.owner : NULL, true) < 0)
             log_warn("the refreshed licence could not be handed over");
         log_status(changed ? "licence refreshed from the ALM: status changed"
                            : "licence refreshed from the ALM",
@@ -922,15 +924,18 @@ static void on_check_timer(struct loop *loop, void *ctx)
         enum licence_status st =
             licence_evaluate(&g.claims, (int64_t)(wall_now_ms() / 1000), g.cfg->warn_days,
                              g.cfg->deployment_id, &days, reason, sizeof(reason));
+        bool day_passed = days != g.state->licence.days_left;
         g.state->licence.days_left = days;
         g.state->licence.has_days_left = true;
-        if (st != g.status) {
+        if (st != g.status || day_passed) {
             struct resolution r = { .status = st, .have_claims = true, .claims = g.claims };
             r.st = g.state->licence;
-            set_status(&r, st, g.state->licence.source, reason);
+            if (st != g.status) {
+                set_status(&r, st, g.state->licence.source, reason);
+                log_status("licence status changed", &r.st, st);
+            }
             remember(&r);
-            log_status("licence status changed", &r.st, st);
-            if (write_handover(g.cfg, &r, g.has_owner ? &g.owner : NULL) < 0)
+            if (write_handover(g.cfg, &r, g.has_owner ? &g.owner : NULL, false) < 0)
                 log_warn("the licence status could not be written");
         }
     }

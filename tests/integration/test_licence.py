@@ -28,6 +28,10 @@ def licence_env(tmp_path, pki, **overrides):
     efs.mkdir(exist_ok=True)
     base = dict(PI_AGENT_RUN_DIR=run, PI_EFS_ROOT=efs, PI_LICENCE_PUBLIC_KEY=pki.public_keys,
                 PI_ALM_CA_FILE=pki.ca_file, PI_ALM_TIMEOUT_SECONDS=10)
+    # A proxy of the machine running the tests must not catch loopback traffic.
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy", "NO_PROXY", "no_proxy"):
+        base[name] = None
     base.update(overrides)
     return agent_env(**base)
 
@@ -587,6 +591,39 @@ def test_expiry_is_re_evaluated_while_running(tmp_path, pki, start_agent):
     assert len(changes) == 1  # logged once, not every second
     assert changes[0]["status"] == "expired" and changes[0]["level"] == "error"
     assert_no_secrets(pki, *agent_outputs(a, tmp_path), extra=[token])
+
+
+def test_status_change_keeps_the_licence_file(tmp_path, pki, start_agent):
+    # Valid for one day and 3 s; one day of warning: expiring after 3 s.
+    token = pki.vendor.sign(claims(expires_in_seconds=86400 + 3))
+    env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_LICENCE_CHECK_SECONDS=1,
+                      PI_LICENCE_WARN_DAYS=1)
+    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
+    wait_for(lambda: (tmp_path / "run" / "licence.json").exists(), timeout=30, what="status file")
+    assert status_file(tmp_path)["status"] == "valid"
+    wait_for(lambda: status_file(tmp_path)["status"] == "expiring", timeout=30,
+             what="status expiring")
+    assert licence_file(tmp_path).read_text() == token
+    a.signal(signal.SIGTERM)
+    a.wait(timeout=60)
+    changes = [r for r in a.logs() if r.get("msg") == "licence status changed"]
+    assert [(r["status"], r["level"]) for r in changes] == [("expiring", "warn")]
+
+
+def test_https_proxy_and_no_proxy_are_honoured(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(licence_response(token))
+    dead_proxy = f"http://127.0.0.1:{closed_port()}"
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_ALM_TIMEOUT_SECONDS=2, HTTPS_PROXY=dead_proxy)
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (1, "unreachable")
+    assert stub.requests == []  # everything went to the (dead) proxy
+
+    env["NO_PROXY"] = "localhost"
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (0, "valid")
+    assert len(stub.posts()) == 1
 
 
 def test_licence_is_refreshed_from_the_alm(tmp_path, pki, alm_stub, start_agent):
