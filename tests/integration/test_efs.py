@@ -325,3 +325,24 @@ def test_housekeeping_removes_old_tomcat_logs(layout):
     assert done[0]["removed"] == 1
     assert not old.exists()
     assert recent.read_text() == "now\n"
+
+
+def test_pi_agent_du_agrees_with_du_and_names_unreadable_paths(layout, agent_bin):
+    _, root = layout
+    fill(root)
+    os.link(root / "images/big.png", root / "files/same.png")
+    (root / "svg/up").symlink_to("..")
+    paths = [root / n for n in FOLDERS]
+    p = subprocess.run([str(agent_bin), "du"] + [str(x) for x in paths], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = dict(reversed(line.split("\t")) for line in p.stdout.splitlines())
+    assert int(rows["total"]) == du_total(paths)
+    assert int(rows[str(root / "images")]) == du_one(root / "images")
+    missing = root / "absent"
+    p = subprocess.run([str(agent_bin), "du", str(missing)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1
+    assert str(missing) in p.stderr and "No such file" in p.stderr
+    p = subprocess.run([str(agent_bin), "du"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "usage: pi-agent du" in p.stderr
