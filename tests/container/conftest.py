@@ -1,0 +1,68 @@
+"""Fixtures for the container tests; the helpers they use are in dockerlib.py.
+Everything a test creates (containers, volumes) carries the label
+pi-agent-test=<run id> and is removed at the end, whatever happened."""
+import os
+import subprocess
+
+import pytest
+
+from dockerlib import (AGENT_IMAGE, IMAGE, LABEL, ROOT, RUN_ID, AlmStub, Dashboard, docker)
+
+
+@pytest.fixture(scope="session")
+def images():
+    """The engine answers and the images exist (built once, offline)."""
+    if docker("info", check=False, timeout=60).returncode != 0:
+        subprocess.run([str(ROOT / "scripts" / "docker-setup.sh")], check=True)
+    if any(docker("image", "inspect", i, check=False).returncode != 0
+           for i in (IMAGE, AGENT_IMAGE)):
+        env = dict(os.environ, PI_AGENT_IMAGE=IMAGE, PI_AGENT_ONLY_IMAGE=AGENT_IMAGE)
+        subprocess.run([str(ROOT / "scripts" / "docker-images.sh"), "all"], check=True,
+                       env=env, timeout=3600)
+    yield
+    # Everything this run created goes, whatever the tests did.
+    ids = docker("ps", "-aq", "--filter", f"label={LABEL}={RUN_ID}", check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", "-v", *ids, check=False, timeout=120)
+    vols = docker("volume", "ls", "-q", "--filter", f"label={LABEL}={RUN_ID}",
+                  check=False).stdout.split()
+    if vols:
+        docker("volume", "rm", "-f", *vols, check=False, timeout=120)
+
+
+@pytest.fixture
+def dashboards(images):
+    """Factory for Dashboard containers; all of them are removed afterwards."""
+    made = []
+
+    def make(name, **kw):
+        d = Dashboard(name, **kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.remove()
+
+
+@pytest.fixture
+def volume(images):
+    """Factory for labelled named volumes (the EFS stand-in)."""
+    made = []
+
+    def make(name):
+        full = f"pi-agent-test-{RUN_ID}-{name}"
+        docker("volume", "create", "--label", f"{LABEL}={RUN_ID}", full)
+        made.append(full)
+        return full
+
+    yield make
+    for v in made:
+        docker("volume", "rm", "-f", v, check=False)
+
+
+@pytest.fixture
+def alm_stub(tmp_path):
+    stub = AlmStub(tmp_path / "pki")
+    yield stub
+    stub.stop()
