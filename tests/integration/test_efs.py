@@ -346,3 +346,23 @@ def test_pi_agent_du_agrees_with_du_and_names_unreadable_paths(layout, agent_bin
     assert str(missing) in p.stderr and "No such file" in p.stderr
     p = subprocess.run([str(agent_bin), "du"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "usage: pi-agent du" in p.stderr
+
+
+@pytest.mark.parametrize("mode,code", [("auto", 0), ("required", 73)])
+def test_seed_lock_held_elsewhere_times_out_cleanly(layout, mode, code):
+    """Another task holds the seed lock (or crashed holding it, until its NFS
+    lease expires): the start phase gives up after PI_EFS_START_TIMEOUT_SECONDS."""
+    import fcntl
+    home, root = layout
+    (root / ".pi-agent").mkdir()
+    with open(root / ".pi-agent/seed.lock", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        rc, r = run_once(["true"], storage_env(home, root, PI_EFS_MODE=mode,
+                                               PI_EFS_START_TIMEOUT_SECONDS="1"), binds=[root])
+    assert rc == code, r.lines
+    why = r.find("storage is not usable")
+    assert why and "did not finish within PI_EFS_START_TIMEOUT_SECONDS=1" in why[0]["error"]
+    assert str(root) in why[0]["error"]
+    # the image folder is untouched: nothing was linked without its seed
+    assert (home / FOLDERS["themes"]).is_dir() and not (home / FOLDERS["themes"]).is_symlink()
+    assert not (root / ".pi-agent/seed.done").exists()
