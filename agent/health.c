@@ -377,7 +377,7 @@ enum flush_result { FLUSH_DONE, FLUSH_BLOCKED, FLUSH_CLOSED };
 static enum flush_result write_out(struct conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;

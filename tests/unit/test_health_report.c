@@ -1,5 +1,7 @@
 /* Unit tests for the readiness decision, the /health JSON, the Prometheus
- * text and the `pi-agent health` summary line. */
+ * text, the probe's URL and status-line parsing, the settings, the
+ * `pi-agent health` summary line, and the HTTP server itself run in-process
+ * (so under ASan and UBSan) against a forked client. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,8 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+
+#include "loop.h"
 
 #include "health.h"
 #include "health_client.h"
@@ -526,6 +537,258 @@ static void test_config_errors_name_the_variable(void **state)
     expect_config_error("PI_AGENT_EMF_NAMESPACE", "AWS/Mine");
 }
 
+/* ---- the server in-process, with a forked client ------------------------ */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sa;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static int client_port;
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "client check failed at line %d: %s\n", __LINE__, #cond);   \
+            _exit(1);                                                                   \
+        }                                                                               \
+    } while (0)
+
+static int client_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)client_port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    CHECK(fd >= 0);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    return fd;
+}
+
+static void send_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        CHECK(w > 0);
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads until EOF (or 10 s of silence) into buf; returns the length. */
+static size_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        CHECK(poll(&p, 1, 10000) == 1);
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        CHECK(len < cap - 1);
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void client_scenarios(void)
+{
+    static char buf[4 << 20];
+    int fd;
+
+    /* Pipelined: three answers in order, the last one closes. */
+    fd = client_connect();
+    const char *three = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+                        "HEAD /live HTTP/1.1\r\nHost: t\r\n\r\n"
+                        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    send_all(fd, three, strlen(three));
+    read_all(fd, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    CHECK(count(buf, "HTTP/1.1 200 OK\r\n") == 3);
+    CHECK(strstr(buf, "\"status\":\"ok\"") != NULL);
+    CHECK(strstr(buf, "pi_agent_up 1\n") != NULL);
+    CHECK(strstr(buf, "\"status\":\"alive\"") == NULL); /* HEAD: no body */
+    close(fd);
+
+    /* Errors, each on its own connection, each closing it. */
+    struct { const char *req; const char *status; } errs[] = {
+        { "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "HTTP/1.1 404 " },
+        { "PATCH /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "HTTP/1.1 405 " },
+        { "GET /health HTTP/1.1\r\n\r\n", "HTTP/1.1 400 " },
+        { "GET /health HTTP/3.0\r\nHost: t\r\n\r\n", "HTTP/1.1 505 " },
+        { "PUT /live HTTP/1.1\r\nHost: t\r\nContent-Length: 999999\r\n\r\n", "HTTP/1.1 413 " },
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        fd = client_connect();
+        send_all(fd, errs[i].req, strlen(errs[i].req));
+        read_all(fd, buf, sizeof buf);
+        CHECK(strncmp(buf, errs[i].status, strlen(errs[i].status)) == 0);
+        close(fd);
+    }
+
+    /* 431: the client keeps sending past the limit; it still gets the answer
+     * (the server half-closes and drains instead of resetting). */
+    fd = client_connect();
+    static char big[20000];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET /health HTTP/1.1\r\nHost: t\r\nX: ", 34);
+    send_all(fd, big, sizeof big);
+    shutdown(fd, SHUT_WR);
+    read_all(fd, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 431 ", 13) == 0);
+    close(fd);
+
+    /* A body is skipped and the connection kept; half-close still answers. */
+    fd = client_connect();
+    const char *body = "PUT /live HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+                       "GET /live HTTP/1.1\r\nHost: t\r\n\r\n";
+    send_all(fd, body, strlen(body));
+    shutdown(fd, SHUT_WR);
+    read_all(fd, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 405 ", 13) == 0);
+    CHECK(strstr(buf, "HTTP/1.1 200 OK") != NULL);
+    close(fd);
+
+    /* Back-pressure: 400 pipelined /metrics while not reading, then read all. */
+    fd = client_connect();
+    static char many[400 * 40 + 64];
+    size_t n = 0;
+    for (int i = 0; i < 400; i++)
+        n += (size_t)snprintf(many + n, sizeof many - n, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    n += (size_t)snprintf(many + n, sizeof many - n, "GET /live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    send_all(fd, many, n);
+    usleep(200000);
+    read_all(fd, buf, sizeof buf);
+    CHECK(count(buf, "HTTP/1.1 200 OK\r\n") == 401);
+    close(fd);
+
+    /* Slow and idle clients are dropped after the idle timeout (1 s). */
+    int idle = client_connect();
+    int slow = client_connect();
+    send_all(slow, "GET /health HTTP/1.1\r\n", 22);
+    CHECK(read_all(idle, buf, sizeof buf) == 0);
+    CHECK(read_all(slow, buf, sizeof buf) == 0);
+    close(idle);
+    close(slow);
+
+    /* Over the connection limit (8): the extra one is closed at once. */
+    int held[8];
+    for (int i = 0; i < 8; i++) {
+        held[i] = client_connect();
+        send_all(held[i], "GET /live HTTP/1.1\r\nHost: t\r\n\r\n", 31);
+        struct pollfd p = { .fd = held[i], .events = POLLIN };
+        CHECK(poll(&p, 1, 10000) == 1);
+        CHECK(recv(held[i], buf, 4096, 0) > 0);
+    }
+    fd = client_connect();
+    CHECK(read_all(fd, buf, sizeof buf) == 0);
+    close(fd);
+    for (int i = 0; i < 8; i++)
+        close(held[i]);
+    _exit(0);
+}
+
+struct server_run {
+    pid_t client;
+    int status;
+    int ready_calls;
+};
+
+static void on_ready(void *ctx)
+{
+    ((struct server_run *)ctx)->ready_calls++;
+}
+
+static void poll_client(struct loop *loop, void *ctx)
+{
+    struct server_run *r = ctx;
+    if (waitpid(r->client, &r->status, WNOHANG) == r->client) {
+        r->client = 0;
+        loop_stop(loop, 0);
+    }
+}
+
+static void give_up(struct loop *loop, void *ctx)
+{
+    (void)ctx;
+    loop_stop(loop, 1);
+}
+
+static void test_server_in_process(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_config cfg;
+    struct config_error err = { "" };
+    char port[16];
+    healthy_state(&st);
+    clear_health_env();
+    client_port = free_port();
+    snprintf(port, sizeof port, "%d", client_port);
+    setenv("PI_AGENT_HEALTH_ADDR", "127.0.0.1", 1);
+    setenv("PI_AGENT_HEALTH_PORT", port, 1);
+    setenv("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS", "1", 1);
+    setenv("PI_AGENT_HEALTH_MAX_CONNECTIONS", "8", 1);
+    assert_int_equal(health_config_load(&cfg, &err), 0);
+    clear_health_env();
+    unsetenv("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS");
+    unsetenv("PI_AGENT_HEALTH_MAX_CONNECTIONS");
+
+    struct loop *loop = loop_new();
+    assert_non_null(loop);
+    struct server_run run = { 0 };
+    struct health_server *srv = health_server_start(loop, &cfg, &st, on_ready, &run);
+    assert_non_null(srv);
+
+    fflush(NULL);
+    run.client = fork();
+    assert_true(run.client >= 0);
+    if (run.client == 0)
+        client_scenarios();
+    assert_true(loop_timer_add(loop, 50, 50, poll_client, &run) > 0);
+    assert_true(loop_timer_add(loop, 60000, 0, give_up, &run) > 0);
+    int rc = loop_run(loop);
+    if (run.client > 0) {
+        kill(run.client, SIGKILL);
+        waitpid(run.client, &run.status, 0);
+    }
+    health_server_free(srv);
+    loop_free(loop);
+    assert_int_equal(rc, 0);
+    assert_true(WIFEXITED(run.status));
+    assert_int_equal(WEXITSTATUS(run.status), 0);
+    assert_int_equal(run.ready_calls, 1);
+    assert_true(st.ready_once);
+
+    /* A port in use: start fails (and says so) instead of half-working. */
+    int busy = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)client_port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int one = 1;
+    setsockopt(busy, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    assert_int_equal(bind(busy, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(busy, 1), 0);
+    loop = loop_new();
+    assert_null(health_server_start(loop, &cfg, &st, NULL, NULL));
+    loop_free(loop);
+    close(busy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_probe_status_line),
         cmocka_unit_test(test_config_defaults),
         cmocka_unit_test(test_config_errors_name_the_variable),
+        cmocka_unit_test(test_server_in_process),
     };
     return cmocka_run_group_tests_name("health_report", tests, NULL, NULL);
 }
