@@ -432,17 +432,24 @@ static int make_env_file(char *path, size_t cap)
  * (NULL when the hook removed the file), or -1 with *why set. */
 static int read_env_file(const char *path, char **text, size_t *len, const char **why)
 {
+    struct stat st;
     char *buf;
     size_t got = 0;
     int fd;
 
     *text = NULL;
     *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO put in its place must not block PID 1. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
         *why = strerror(errno);
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        *why = "not a regular file";
         return -1;
     }
     buf = malloc(HOOKS_ENV_FILE_MAX + 1);

@@ -514,6 +514,15 @@ static void sync_prestart_oversized_env_file_fails(void **s)
     assert_non_null(strstr(f->state.hooks_failure, "larger than 64 KiB"));
 }
 
+static void sync_prestart_env_file_replaced_by_a_fifo_fails(void **s)
+{
+    struct fixture *f = *s;
+    add_hook(f, "pre-start", "10-fifo", "rm -f \"$PI_AGENT_ENV_FILE\" && mkfifo \"$PI_AGENT_ENV_FILE\"");
+    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_string_equal(f->state.hooks_failure,
+                        "pre-start/10-fifo: PI_AGENT_ENV_FILE: not a regular file");
+}
+
 static void sync_prestart_failure_stops_start(void **s)
 {
     struct fixture *f = *s;
@@ -902,6 +911,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sync_prestart_env_file_feeds_tomcat_env, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_prestart_bad_env_line_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_prestart_oversized_env_file_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(sync_prestart_env_file_replaced_by_a_fifo_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_prestart_failure_stops_start, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_prestart_warn_mode_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_other_phase_failure_is_recorded_not_fatal, setup, teardown),
