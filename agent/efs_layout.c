@@ -399,8 +399,13 @@ int efs_write_probe(const char *const *dirs, int n, const struct run_as *run_as,
         } rep;
         memset(&rep, 0, sizeof(rep));
         int m = n > EFS_LINKS_MAX * 2 ? EFS_LINKS_MAX * 2 : n;
-        if (setgroups(1, &run_as->gid) < 0 || setgid(run_as->gid) < 0 ||
-            setuid(run_as->uid) < 0) {
+        /* The same groups the supervisor gives the child (supervise.c). */
+        int groups_rc = -1;
+        if (run_as->user[0])
+            groups_rc = initgroups(run_as->user, run_as->gid);
+        if (groups_rc != 0)
+            groups_rc = setgroups(1, &run_as->gid);
+        if (groups_rc != 0 || setgid(run_as->gid) < 0 || setuid(run_as->uid) < 0) {
             rep.failures = -1;
             snprintf(rep.msg, sizeof(rep.msg), "cannot switch to uid %u for the write probe: %s",
                      (unsigned)run_as->uid, strerror(errno));
