@@ -366,3 +366,26 @@ def test_seed_lock_held_elsewhere_times_out_cleanly(layout, mode, code):
     # the image folder is untouched: nothing was linked without its seed
     assert (home / FOLDERS["themes"]).is_dir() and not (home / FOLDERS["themes"]).is_symlink()
     assert not (root / ".pi-agent/seed.done").exists()
+
+
+def test_per_folder_mount_that_is_not_nfs_fails_with_require_nfs(layout, tmp_path):
+    home, _ = layout
+    keys = home / "keys"
+    keys.mkdir()
+    rc, r = run_once(["true"], storage_env(home, tmp_path / "no-root", PI_EFS_REQUIRE_NFS="true"),
+                     binds=[keys])
+    assert rc == 73, r.lines
+    bad = r.find("storage is not usable")
+    assert bad and str(keys) in bad[0]["error"] and "not NFS" in bad[0]["error"]
+
+
+def test_a_file_where_a_dashboard_folder_belongs_is_left_and_reported(layout):
+    home, root = layout
+    (home / "keys").write_text("not a folder\n")
+    rc, r = run_once(["true"], storage_env(home, root), binds=[root])
+    assert rc == 0, r.lines
+    errors = storage_errors(r)
+    assert errors and str(home / "keys") in errors[0]["msg"]
+    assert "not a folder" in errors[0]["msg"]
+    assert (home / "keys").read_text() == "not a folder\n"
+    assert r.find("storage failed")
