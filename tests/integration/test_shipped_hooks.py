@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -71,16 +70,24 @@ def test_db_wait_retries_until_the_database_listens(shell, agent_bin):
     # Bound but not listening: connections are refused until listen().
     s = loopback_socket(listen=False)
     port = s.getsockname()[1]
-    timer = threading.Timer(1.5, s.listen, args=(8,))
-    timer.start()
+    p = subprocess.Popen(shell + [str(WAIT_FOR_DB)], env=db_env(port, PI_DB_WAIT_SECONDS=30),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        r = run_hook(shell, WAIT_FOR_DB, db_env(port, PI_DB_WAIT_SECONDS=20))
+        seen = []
+        for line in p.stdout:
+            seen.append(line)
+            if f"waiting for 127.0.0.1:{port}" in line:
+                break  # the first attempt was refused: now the database comes up
+        s.listen(8)
+        out, err = p.communicate(timeout=60)
     finally:
-        timer.cancel()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
         s.close()
-    assert r.returncode == 0, r.stderr
-    assert "waiting for 127.0.0.1:%d" % port in r.stdout
-    assert "is reachable" in r.stdout
+    assert p.returncode == 0, err
+    assert any("Connection refused" in line for line in seen), seen
+    assert "is reachable" in out
 
 
 def test_db_wait_fails_with_a_clear_line_when_nothing_listens(shell, agent_bin):
