@@ -601,6 +601,12 @@ static int report_read(const struct worker_result *wr, struct resolution *r)
     r->st.source[sizeof(r->st.source) - 1] = '\0';
     r->st.subject[sizeof(r->st.subject) - 1] = '\0';
     r->claims = h.claims;
+    r->claims.sub[sizeof(r->claims.sub) - 1] = '\0';
+    r->claims.deployment[sizeof(r->claims.deployment) - 1] = '\0';
+    if (r->claims.nmodules < 0 || r->claims.nmodules > LICENCE_MODULES_MAX)
+        return -1;
+    for (int i = 0; i < r->claims.nmodules; i++)
+        r->claims.modules[i][LICENCE_MODULE_NAME_MAX - 1] = '\0';
     if (h.licence_len) {
         r->licence = malloc(h.licence_len + 1);
         if (!r->licence)
