@@ -70,6 +70,18 @@ int efs_config_load(struct efs_config *cfg, struct config_error *err)
     } else if (efs_links_default(cfg->dashboard_home, &cfg->links) < 0) {
         return config_fail(err, "PI_DASHBOARD_HOME", "is too long");
     }
+    /* A dashboard path inside the root (or the root inside one) would have
+     * the agent move an EFS folder aside and link it to itself. */
+    size_t rl = strlen(cfg->root);
+    for (int i = 0; i < cfg->links.count; i++) {
+        const char *path = cfg->links.link[i].path;
+        size_t pl = strlen(path);
+        const char *var = links && *links ? "PI_EFS_LINKS" : "PI_DASHBOARD_HOME";
+        if ((pl >= rl && strncmp(path, cfg->root, rl) == 0 && (path[rl] == '/' || path[rl] == '\0')) ||
+            (rl > pl && strncmp(cfg->root, path, pl) == 0 && cfg->root[pl] == '/'))
+            return config_fail(err, var, "dashboard path %s overlaps PI_EFS_ROOT=%s", path,
+                               cfg->root);
+    }
     if (config_env_uint("PI_EFS_BUDGET_BYTES", 1073741824ull, 1, UINT64_MAX, &v, err) < 0)
         return -1;
     cfg->budget_bytes = v;

@@ -106,6 +106,40 @@ static void config_errors_name_the_variable(void **s)
     clear_env(NULL);
 }
 
+static void config_refuses_links_overlapping_the_root(void **s)
+{
+    (void)s;
+    static const struct {
+        const char *root, *links, *home, *expect;
+    } cases[] = {
+        { "/mnt/efs", "themes:/mnt/efs/themes", NULL, "PI_EFS_LINKS: dashboard path /mnt/efs/themes overlaps PI_EFS_ROOT=/mnt/efs" },
+        { "/mnt/efs", "themes:/mnt/efs", NULL, "overlaps" },
+        { "/mnt/efs/keys/x", "keys:/mnt/efs/keys", NULL, "overlaps" },
+        { "/mnt/efs", NULL, "/mnt/efs/Dashboard", "PI_DASHBOARD_HOME: dashboard path /mnt/efs/Dashboard/tomcat" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct efs_config cfg;
+        struct config_error err = { "" };
+        clear_env(NULL);
+        setenv("PI_EFS_ROOT", cases[i].root, 1);
+        if (cases[i].links)
+            setenv("PI_EFS_LINKS", cases[i].links, 1);
+        if (cases[i].home)
+            setenv("PI_DASHBOARD_HOME", cases[i].home, 1);
+        assert_int_equal(efs_config_load(&cfg, &err), -1);
+        if (!strstr(err.msg, cases[i].expect))
+            fail_msg("case %zu: got \"%s\"", i, err.msg);
+    }
+    /* a sibling with a common prefix is fine */
+    struct efs_config cfg;
+    struct config_error err = { "" };
+    clear_env(NULL);
+    setenv("PI_EFS_ROOT", "/mnt/efs", 1);
+    setenv("PI_EFS_LINKS", "themes:/mnt/efs2/themes,keys:/mnt/ef", 1);
+    assert_int_equal(efs_config_load(&cfg, &err), 0);
+    clear_env(NULL);
+}
+
 static void links_parse_accepts_a_table(void **s)
 {
     (void)s;
@@ -265,6 +299,7 @@ int main(void)
         cmocka_unit_test_setup(config_defaults, clear_env),
         cmocka_unit_test_setup(config_dashboard_home_moves_every_default, clear_env),
         cmocka_unit_test_setup(config_errors_name_the_variable, clear_env),
+        cmocka_unit_test_setup(config_refuses_links_overlapping_the_root, clear_env),
         cmocka_unit_test(links_parse_accepts_a_table),
         cmocka_unit_test(links_parse_rejects_bad_tables),
         cmocka_unit_test(mountinfo_finds_mount_points),
