@@ -55,8 +55,10 @@ while [ $i -lt "$RUNS" ]; do
     du_times="$du_times $(elapsed_ms du -s -x --apparent-size -b "$TREE")"
     i=$((i + 1))
 done
-agent_ms=$(echo $agent_times | tr ' ' '\n' | median)
-du_ms=$(echo $du_times | tr ' ' '\n' | median)
+# shellcheck disable=SC2086 # the lists are split on purpose
+agent_ms=$(printf '%s\n' $agent_times | median)
+# shellcheck disable=SC2086
+du_ms=$(printf '%s\n' $du_times | median)
 peak_kib=$(/usr/bin/time -f %M "$AGENT" du "$TREE" 2>&1 >/dev/null | tail -n 1)
 du_peak_kib=$(/usr/bin/time -f %M du -s -x --apparent-size -b "$TREE" 2>&1 >/dev/null | tail -n 1)
 
@@ -67,7 +69,12 @@ printf '%-26s %14s %14s\n' "peak RSS KiB" "$peak_kib" "$du_peak_kib"
 printf '%-26s %14s\n' "files counted" "$agent_files"
 echo "runs (ms) pi-agent:$agent_times"
 echo "runs (ms) du:      $du_times"
-[ "$agent_bytes" = "$du_bytes" ] && echo "byte counts agree" || { echo "BYTE COUNTS DIFFER"; exit 1; }
+if [ "$agent_bytes" = "$du_bytes" ]; then
+    echo "byte counts agree"
+else
+    echo "BYTE COUNTS DIFFER"
+    exit 1
+fi
 awk -v a="$agent_ms" -v d="$du_ms" 'BEGIN {
     printf "pi-agent/du time ratio: %.2f (target <= 1.00)\n", (d > 0 ? a / d : 0)
 }'
