@@ -389,3 +389,19 @@ def test_a_file_where_a_dashboard_folder_belongs_is_left_and_reported(layout):
     assert "not a folder" in errors[0]["msg"]
     assert (home / "keys").read_text() == "not a folder\n"
     assert r.find("storage failed")
+
+
+def test_rescan_picks_up_new_files(layout):
+    """Rescans run every PI_EFS_SCAN_INTERVAL_SECONDS (10 s is the smallest, jittered)."""
+    home, root = layout
+    fill(root)
+    r = Run(["--", "sleep", "120"], storage_env(home, root, PI_EFS_SCAN_INTERVAL_SECONDS="10"),
+            binds=[root])
+    usage = lambda: [x for x in r.records() if "total_bytes" in x]  # noqa: E731
+    first = r.wait_for(usage, "the first budget scan")[0]
+    (root / "files/new.bin").write_bytes(b"n" * 70000)
+    second = r.wait_for(lambda: usage()[1:], "a rescan", timeout=30)[0]
+    assert r.stop() == 143
+    assert second["total_bytes"] == du_total([root / n for n in FOLDERS])
+    assert second["total_bytes"] >= first["total_bytes"] + 70000
+    assert second["files"] == first["files"] + 1
