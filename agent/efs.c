@@ -206,14 +206,14 @@ static void probe_folders(struct prep *p, const struct run_as *run_as, const cha
     }
     const char *who = run_as && run_as->set ? (run_as->user[0] ? run_as->user : "run-as user")
                                             : "the agent's user";
+    bool first = true;
     for (int i = 0; i < n; i++) {
-        if (!ok[i])
-            say(p, EFS_FAIL, checks[i], "%s is not writable by %s (write probe failed)", dirs[i],
-                who);
-    }
-    if (failures > 0 && p->report) {
-        /* the first failure's errno text, once */
-        say(p, EFS_WARN, "permissions", "%s", msg);
+        if (ok[i])
+            continue;
+        /* msg holds the reason of the first failure only */
+        say(p, EFS_FAIL, checks[i], "%s is not writable by %s (write probe failed%s%s)", dirs[i],
+            who, first ? ": " : "", first ? msg : "");
+        first = false;
     }
 }
 
