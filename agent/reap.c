@@ -3,6 +3,7 @@
 #include "reap.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,24 +76,51 @@ int reap_all(void)
     return count;
 }
 
+struct waited {
+    bool done;
+    int status;
+    reap_cb cb;   /* a watch that was there before reap_wait, restored after */
+    void *ctx;
+};
+
+static void on_waited(pid_t pid, int status, void *ctx)
+{
+    struct waited *w = ctx;
+    (void)pid;
+    w->done = true;
+    w->status = status;
+}
+
 int reap_wait(pid_t pid, int timeout_ms, int *wait_status)
 {
     uint64_t deadline = loop_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+    struct waited w = { false, 0, NULL, NULL };
+
+    /* Watch pid for the duration, so that reap_all (which also collects the
+     * orphans meanwhile) cannot reap it as a stranger. */
+    for (size_t i = 0; i < nwatches; i++) {
+        if (watches[i].pid == pid) {
+            w.cb = watches[i].cb;
+            w.ctx = watches[i].ctx;
+            watches[i] = watches[--nwatches];
+            break;
+        }
+    }
+    if (reap_watch(pid, on_waited, &w) != 0)
+        return -1;
     for (;;) {
-        int status;
-        pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid) {
-            reap_unwatch(pid);
-            *wait_status = status;
-            reap_all(); /* orphans that exited meanwhile */
+        reap_all();
+        if (w.done) {
+            *wait_status = w.status;
             return 0;
         }
-        if (got < 0 && errno != EINTR)
-            return -1;
-        reap_all();
         uint64_t now = loop_now_ms();
-        if (now >= deadline)
+        if (now >= deadline) {
+            reap_unwatch(pid);
+            if (w.cb)
+                reap_watch(pid, w.cb, w.ctx);
             return -1;
+        }
         /* Outside the event loop (start and stop phases) SIGCHLD is blocked
          * and queued for the signalfd: wait for it here instead. */
         uint64_t left = deadline - now;
@@ -101,8 +129,7 @@ int reap_wait(pid_t pid, int timeout_ms, int *wait_status)
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
         if (sigprocmask(SIG_BLOCK, NULL, &blocked) == 0 && sigismember(&blocked, SIGCHLD) == 1) {
-            if (sigtimedwait(&chld, NULL, &ts) < 0 && errno != EAGAIN && errno != EINTR)
-                return -1;
+            (void)sigtimedwait(&chld, NULL, &ts); /* timeout or signal: the loop checks */
         } else {
             struct timespec step = { 0, 10 * 1000000L };
             nanosleep(&step, NULL);

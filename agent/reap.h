@@ -13,9 +13,11 @@ void reap_unwatch(pid_t pid);
 /* Reaps every exited child without blocking (call on SIGCHLD). Returns the
  * number reaped. */
 int reap_all(void);
-/* Blocks until pid exits or timeout_ms passes (used before the loop runs).
- * Other children reaped meanwhile are dispatched as by reap_all. Returns 0
- * and the status, or -1 on timeout. */
+/* Blocks until pid exits or timeout_ms passes (used outside the loop: start
+ * and stop phases). Other children reaped meanwhile are dispatched as by
+ * reap_all. A watch on pid registered earlier is set aside: the caller of
+ * reap_wait gets the status (and the watch is restored on timeout). Returns
+ * 0 and the status, or -1 on timeout. */
 int reap_wait(pid_t pid, int timeout_ms, int *wait_status);
 
 #endif

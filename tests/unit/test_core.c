@@ -13,6 +13,7 @@
 #include "childenv.h"
 #include "log.h"
 #include "loop.h"
+#include "reap.h"
 #include "supervise.h"
 
 /* wait(2) statuses built the way the kernel encodes them */
@@ -198,6 +199,53 @@ static void loop_dispatches_fd_events(void **s)
     loop_free(loop);
 }
 
+static int stranger_calls;
+static void stranger_cb(pid_t pid, int status, void *ctx)
+{
+    (void)pid;
+    (void)status;
+    (void)ctx;
+    stranger_calls++;
+}
+
+static void reap_wait_gets_the_status_even_after_reap_all(void **s)
+{
+    (void)s;
+    pid_t a = fork();
+    if (a == 0)
+        _exit(5);
+    pid_t b = fork();
+    if (b == 0)
+        _exit(6);
+    /* b is watched by someone else; reap_wait(b) must still deliver it to its caller */
+    assert_int_equal(reap_watch(b, stranger_cb, NULL), 0);
+    usleep(100 * 1000);
+    int status = 0;
+    assert_int_equal(reap_wait(a, 2000, &status), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 5);
+    /* reaping a dispatched b to its watcher; a second wait finds nothing */
+    assert_int_equal(stranger_calls, 1);
+    assert_int_equal(reap_wait(b, 50, &status), -1);
+}
+
+static void reap_wait_times_out_and_restores_the_watch(void **s)
+{
+    (void)s;
+    stranger_calls = 0;
+    pid_t c = fork();
+    if (c == 0) {
+        usleep(300 * 1000);
+        _exit(0);
+    }
+    assert_int_equal(reap_watch(c, stranger_cb, NULL), 0);
+    int status;
+    assert_int_equal(reap_wait(c, 20, &status), -1);
+    usleep(400 * 1000);
+    assert_int_equal(reap_all(), 1);
+    assert_int_equal(stranger_calls, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +258,8 @@ int main(void)
         cmocka_unit_test(childenv_parse_lines_accepts_and_rejects),
         cmocka_unit_test(loop_timers_fire_in_order_and_cancel),
         cmocka_unit_test(loop_dispatches_fd_events),
+        cmocka_unit_test(reap_wait_gets_the_status_even_after_reap_all),
+        cmocka_unit_test(reap_wait_times_out_and_restores_the_watch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
