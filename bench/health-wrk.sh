@@ -26,8 +26,9 @@ work=$(mktemp -d)
 agent_pid=""
 nginx_pid=""
 cleanup() {
-    [ -n "$agent_pid" ] && kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
-    [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+    # Never let a failing kill or wait (set -e) skip the rest of the clean-up.
+    if [ -n "$nginx_pid" ]; then kill -TERM "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+    if [ -n "$agent_pid" ]; then kill -TERM "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -68,7 +69,7 @@ env -i PATH="$PATH" \
     PI_AGENT_HEALTH_ADDR=127.0.0.1 PI_AGENT_HEALTH_PORT="$agent_port" \
     PI_AGENT_PROBE_URL="http://127.0.0.1:$nginx_port/pi/version" PI_AGENT_PROBE_INTERVAL_SECONDS=1 \
     PI_EFS_MODE=off PI_AGENT_HOOKS_DIR="$work/no-hooks" PI_AGENT_LOG_LEVEL=warn \
-    PI_AGENT_RUN_DIR="$work" \
+    PI_AGENT_RUN_DIR="$work" PI_AGENT_DRAIN_SECONDS=0 \
     "$AGENT" -- sleep 3600 > "$work/agent.log" 2>&1 &
 agent_pid=$!
 
