@@ -1,6 +1,7 @@
 /* efs_layout: see efs_layout.h. */
 #include "efs_layout.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -498,6 +499,93 @@ void efs_image_backup_path(const char *path, char *out, size_t cap)
     snprintf(out, cap, "%s.pi-agent-image", path);
 }
 
+bool efs_on_overlay(const char *path)
+{
+    struct statfs sfs;
+    return statfs(path, &sfs) == 0 && (uint32_t)sfs.f_type == OVERLAYFS_SUPER_MAGIC_VALUE;
+}
+
+/* Removes the tree under dfd (depth-first, never following a symlink, never
+ * leaving the file system of top_dev). */
+static int remove_under(int dfd, dev_t top_dev, int depth, const char *path, char *msg, size_t cap)
+{
+    if (depth > 64) {
+        efs_fmt(msg, cap, "%s: too deep to remove", path);
+        return -1;
+    }
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        efs_fmt(msg, cap, "%s: cannot read: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            efs_fmt(msg, cap, "%s/%s: %s", path, e->d_name, strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (st.st_dev != top_dev) {
+                efs_fmt(msg, cap, "%s/%s: a mount point inside the image folder; not removed",
+                        path, e->d_name);
+                rc = -1;
+                break;
+            }
+            int cfd = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (cfd < 0) {
+                efs_fmt(msg, cap, "%s/%s: %s", path, e->d_name, strerror(errno));
+                rc = -1;
+                break;
+            }
+            char sub[PATH_MAX];
+            efs_fmt(sub, sizeof(sub), "%s/%s", path, e->d_name);
+            rc = remove_under(cfd, top_dev, depth + 1, sub, msg, cap);
+            close(cfd);
+            if (rc == 0 && unlinkat(dfd, e->d_name, AT_REMOVEDIR) < 0) {
+                efs_fmt(msg, cap, "%s: cannot remove: %s", sub, strerror(errno));
+                rc = -1;
+            }
+        } else if (unlinkat(dfd, e->d_name, 0) < 0 && errno != ENOENT) {
+            efs_fmt(msg, cap, "%s/%s: cannot remove: %s", path, e->d_name, strerror(errno));
+            rc = -1;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int efs_remove_image_tree(const char *path, char *msg, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        efs_fmt(msg, cap, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        efs_fmt(msg, cap, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    int rc = remove_under(fd, st.st_dev, 0, path, msg, cap);
+    close(fd);
+    if (rc == 0 && rmdir(path) < 0) {
+        efs_fmt(msg, cap, "%s: cannot remove: %s", path, strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
+
 /* mkdir -p of path's parent. */
 static int make_parents(const char *path, char *msg, size_t cap)
 {
@@ -564,7 +652,7 @@ int efs_link_replace(const char *path, const char *folder, char *msg, size_t cap
          * be swapped for a symlink in one rename. */
         char base[PATH_MAX];
         efs_image_backup_path(path, base, sizeof(base));
-        int moved = -1;
+        int moved = -1, err = EEXIST;
         for (int i = 0; i < 10 && moved < 0; i++) {
             if (i == 0)
                 snprintf(backup, sizeof(backup), "%s", base);
@@ -574,12 +662,23 @@ int efs_link_replace(const char *path, const char *folder, char *msg, size_t cap
             if (lstat(backup, &st) == 0)
                 continue;
             moved = rename(path, backup);
-            if (moved < 0 && errno != EEXIST && errno != ENOTEMPTY)
+            err = errno;
+            if (moved < 0 && err != EEXIST && err != ENOTEMPTY)
                 break;
         }
+        if (moved < 0 && err == EXDEV && efs_on_overlay(path)) {
+            /* Docker's overlayfs cannot rename a directory of a lower layer.
+             * Its content is on EFS already (the caller seeds first), and the
+             * image keeps it: only the container's view of it is removed. */
+            backup[0] = '\0';
+            if (efs_remove_image_tree(path, msg, cap) < 0) {
+                (void)unlink(tmp);
+                return -1;
+            }
+            moved = 0;
+        }
         if (moved < 0) {
-            snprintf(msg, cap, "%s: cannot move the image folder aside: %s", path,
-                     strerror(errno ? errno : EEXIST));
+            snprintf(msg, cap, "%s: cannot move the image folder aside: %s", path, strerror(err));
             (void)unlink(tmp);
             return -1;
         }

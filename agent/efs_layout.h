@@ -15,6 +15,7 @@
 #define EFS_LINKS_MAX 16
 #define EFS_NAME_MAX 31
 #define NFS_SUPER_MAGIC_VALUE 0x6969
+#define OVERLAYFS_SUPER_MAGIC_VALUE 0x794C7630
 
 /* Where the dashboard image is installed, by default. */
 #define DEFAULT_DASHBOARD_HOME "/var/panintelligence/Dashboard"
@@ -85,9 +86,18 @@ int efs_link_inspect(const char *path, const char *folder, enum efs_link_state *
 void efs_image_backup_path(const char *path, char *out, size_t cap);
 
 /* Makes `path` a symlink to `folder`. A directory there is moved aside to
- * efs_image_backup_path (never deleted); a symlink elsewhere is replaced
- * atomically; a mount point or a file is refused. Creates missing parents.
- * Returns 0 or -1 with msg. */
+ * efs_image_backup_path; a symlink elsewhere is replaced atomically; a mount
+ * point or a file is refused. Creates missing parents. Returns 0 or -1 with
+ * msg. Call it only once the directory's content is seeded: on overlayfs (a
+ * container's own layer) a directory of a lower layer cannot be renamed
+ * (EXDEV), and the container's view of it is removed instead (the image
+ * itself keeps it). */
 int efs_link_replace(const char *path, const char *folder, char *msg, size_t cap);
+
+/* Is path on overlayfs (a container's own file system)? */
+bool efs_on_overlay(const char *path);
+/* Removes the directory tree at path: no symlink followed, no mount point
+ * crossed (that is an error). Returns 0 or -1 with msg naming the path. */
+int efs_remove_image_tree(const char *path, char *msg, size_t cap);
 
 #endif

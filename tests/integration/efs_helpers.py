@@ -59,11 +59,15 @@ def storage_env(home: Path, root: Path, **overrides):
     return agent_env(**env)
 
 
-def wrapped(args, binds=(), ro_binds=(), pid1=True):
+def wrapped(args, binds=(), ro_binds=(), pid1=True, overlays=()):
     """argv that runs pi-agent ARGS in a private mount namespace where each of
-    binds is bind-mounted onto itself (so it is a mount point) and each of
-    ro_binds is too, read-only."""
+    binds is bind-mounted onto itself (so it is a mount point), each of
+    ro_binds is too, read-only, and each (lower, upper, work, merged) of
+    overlays is an overlayfs mount, as Docker gives a container its image."""
     script = ["set -e"]
+    for lower, upper, work, merged in overlays:
+        script.append(f"mount -t overlay overlay -o 'lowerdir={lower},upperdir={upper},"
+                      f"workdir={work}' '{merged}'")
     for p in binds:
         script.append(f"mount --bind '{p}' '{p}'")
     for p in ro_binds:
@@ -79,8 +83,8 @@ def wrapped(args, binds=(), ro_binds=(), pid1=True):
 class Run:
     """pi-agent running in its own session; stdout lines are collected as they come."""
 
-    def __init__(self, args, env, binds=(), ro_binds=(), pid1=True):
-        self.proc = subprocess.Popen(wrapped(args, binds, ro_binds, pid1), env=env,
+    def __init__(self, args, env, binds=(), ro_binds=(), pid1=True, overlays=()):
+        self.proc = subprocess.Popen(wrapped(args, binds, ro_binds, pid1, overlays), env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         self.lines = []
@@ -179,8 +183,8 @@ def _descendants(pid):
     return out
 
 
-def run_once(args, env, binds=(), ro_binds=(), timeout=60):
-    r = Run(args, env, binds, ro_binds)
+def run_once(args, env, binds=(), ro_binds=(), timeout=60, overlays=()):
+    r = Run(args, env, binds, ro_binds, overlays=overlays)
     rc = r.wait(timeout)
     return rc, r
 

@@ -405,3 +405,36 @@ def test_rescan_picks_up_new_files(layout):
     assert second["total_bytes"] == du_total([root / n for n in FOLDERS])
     assert second["total_bytes"] >= first["total_bytes"] + 70000
     assert second["files"] == first["files"] + 1
+
+
+def test_image_folders_on_overlayfs_are_linked(tmp_path):
+    """In a container the image's folders sit in a lower overlayfs layer, where
+    a directory cannot be renamed (EXDEV): once seeded, the container's view
+    of the folder gives way to the symlink; the image layer keeps its files."""
+    lower = tmp_path / "lower"
+    make_image(lower / "Dashboard")
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    root = tmp_path / "efs"
+    root.mkdir()
+    (root / "themes").mkdir()
+    (root / "themes/default").mkdir()
+    (root / "themes/default/theme.css").write_text("/* the customer's edit */\n")
+    home = merged / "Dashboard"
+    image_before = tree_digest(lower)
+    r = Run(["--", "sleep", "60"], storage_env(home, root), binds=[root],
+            overlays=[(lower, upper, work, merged)])
+    ready = r.wait_for_log("storage ready")
+    # look from inside the agent's mount namespace, where the overlay is mounted
+    pid = r.agent_pid()
+    themes = Path(f"/proc/{pid}/root") / str(home / FOLDERS["themes"]).lstrip("/")
+    assert os.readlink(themes) == str(root / "themes")
+    assert not themes.with_name("themes.pi-agent-image").exists()
+    assert r.stop() == 143
+    assert ready[0]["mode"] == "managed"
+    assert not storage_errors(r), r.lines
+    assert tree_digest(lower) == image_before  # the image layer is untouched
+    assert (root / "themes/default/theme.css").read_text() == "/* the customer's edit */\n"
+    assert (root / "themes/dark/theme.css").read_text() == "body { color: #eee }\n"
+    assert (root / "locale/en.json").exists()

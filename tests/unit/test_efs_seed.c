@@ -388,6 +388,29 @@ static void link_replace_moves_the_image_folder_aside(void **s)
     assert_string_equal(read_text(file), "keep me");
 }
 
+static void remove_image_tree_never_follows_symlinks(void **s)
+{
+    (void)s;
+    char outside[600], p[1024], msg[512];
+    pathf(outside, sizeof(outside), "%s/outside", base);
+    assert_int_equal(mkdir(outside, 0755), 0);
+    pathf(p, sizeof(p), "%s/keep.txt", outside);
+    write_text(p, "keep");
+    pathf(p, sizeof(p), "%s/dark/escape", img);
+    assert_int_equal(symlink(outside, p), 0);
+    pathf(p, sizeof(p), "%s/dark/deeper/still", img);
+    char cmd[1200];
+    pathf(cmd, sizeof(cmd), "mkdir -p '%s'", p);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(efs_remove_image_tree(img, msg, sizeof(msg)), 0);
+    assert_int_equal(access(img, F_OK), -1);
+    pathf(p, sizeof(p), "%s/keep.txt", outside);
+    assert_string_equal(read_text(p), "keep");
+    /* a missing tree is an error naming it */
+    assert_int_equal(efs_remove_image_tree(img, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, img));
+}
+
 static void prepare_without_mounts(void **s)
 {
     (void)s;
@@ -451,6 +474,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(ensure_folder_creates_and_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(write_probe_answers_for_the_run_as_user, setup, teardown),
         cmocka_unit_test_setup_teardown(link_replace_moves_the_image_folder_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(remove_image_tree_never_follows_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(prepare_without_mounts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
