@@ -5,6 +5,8 @@
  * itself exits is killed too, so a hook cannot leave strays behind PID 1. */
 #include "hooks.h"
 
+#include "execprep.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -283,25 +285,8 @@ fail:
  * signalfd and ignores SIGPIPE; both survive exec) and fds 0-2 only. */
 static void prepare_child(void)
 {
-    struct sigaction dfl;
-    sigset_t none;
-
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    /* SIGKILL, SIGSTOP and the libc-reserved signals refuse: that is fine. */
-    for (int sig = 1; sig < NSIG; sig++)
-        (void)sigaction(sig, &dfl, NULL);
-    sigemptyset(&none);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3u, ~0u, 0u) == 0)
-        return;
-#endif
-    long max = sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 65536)
-        max = 65536;
-    for (int fd = 3; fd < max; fd++)
-        (void)close(fd);
+    execprep_reset_signals();
+    execprep_close_fds(-1);
 }
 
 static pid_t spawn_hook(const char *path, char *const *envp)

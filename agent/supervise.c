@@ -15,6 +15,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "execprep.h"
 #include "log.h"
 #include "loop.h"
 #include "reap.h"
@@ -168,17 +169,6 @@ int kill_descendants(pid_t pgid)
 
 /* ---- the child ---------------------------------------------------------- */
 
-static void reset_signals_for_exec(void)
-{
-    struct sigaction dfl = { .sa_handler = SIG_DFL };
-    sigset_t none;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL); /* fails harmlessly for reserved signals */
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
 static int drop_privileges(const struct run_as *ra)
 {
     if (!ra->set)
@@ -205,7 +195,8 @@ static void exec_child(const struct agent_config *cfg, char *const *envp, int er
         signal(SIGTTOU, SIG_IGN);
         tcsetpgrp(STDIN_FILENO, getpid());
     }
-    reset_signals_for_exec();
+    execprep_reset_signals();
+    execprep_close_fds(err_fd); /* err_fd is close-on-exec: exec closes it */
     if (drop_privileges(&cfg->run_as) != 0) {
         stage_errno = errno;
         int msg[2] = { 1, stage_errno };

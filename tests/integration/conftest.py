@@ -38,12 +38,13 @@ def agent_env(**overrides):
 class Agent:
     """A running pi-agent with its captured stdout (JSON lines) and stderr."""
 
-    def __init__(self, args, env, pid1=True, cwd=None):
+    def __init__(self, args, env, pid1=True, cwd=None, preexec_fn=None, pass_fds=()):
         cmd = [str(AGENT)] + list(args)
         if pid1:
             cmd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] + cmd
         self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=preexec_fn, pass_fds=pass_fds)
         self.stdout = b""
         self.stderr = b""
 
@@ -117,8 +118,8 @@ def agent_bin():
 def start_agent(agent_bin):
     started = []
 
-    def start(args, env=None, pid1=True, cwd=None):
-        a = Agent(args, env if env is not None else agent_env(), pid1=pid1, cwd=cwd)
+    def start(args, env=None, pid1=True, cwd=None, **popen):
+        a = Agent(args, env if env is not None else agent_env(), pid1=pid1, cwd=cwd, **popen)
         started.append(a)
         return a
 

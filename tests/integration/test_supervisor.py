@@ -259,6 +259,36 @@ def test_child_sees_only_fds_0_1_2_and_a_clean_signal_state(start_agent):
     assert agent.wait() == 143
 
 
+def _ignore_inherited_signals():
+    """Runs in the agent's parent before exec: leaves SIGINT, SIGQUIT and the
+    libc-reserved signal 32 ignored, as some launchers do. libc refuses 32, so
+    the kernel's rt_sigaction is called directly."""
+    import ctypes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    libc = ctypes.CDLL(None, use_errno=True)
+    act = (ctypes.c_ulong * 4)(1, 0, 0, 0)  # handler SIG_IGN, no flags, no restorer, empty mask
+    SYS_rt_sigaction = 13  # x86-64
+    assert libc.syscall(SYS_rt_sigaction, 32, ctypes.byref(act), None, 8) == 0
+
+
+def test_child_starts_clean_whatever_the_agent_inherited(start_agent):
+    # An extra descriptor and ignored signals in pi-agent's own parent must not
+    # reach Tomcat.
+    r, w = os.pipe()
+    try:
+        agent = start_agent(["--", "sleep", "30"], preexec_fn=_ignore_inherited_signals,
+                            pass_fds=(r,))
+        pid, fields, fds, _ = child_status(agent)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert fds == [0, 1, 2]
+    assert int(fields["SigIgn"], 16) == 0, f"ignored signals leaked: {fields['SigIgn']}"
+    agent.signal(signal.SIGTERM)
+    assert agent.wait() == 143
+
+
 def test_run_as_drops_privileges(start_agent):
     import grp
     import pwd
