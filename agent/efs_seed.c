@@ -147,9 +147,25 @@ static void tmp_name(struct seed_ctx *c, char *out, size_t cap)
 
 /* Moves tmp to name unless name exists. Returns 1 when placed, 0 when name
  * already existed (tmp is removed), -1 on error (errno). */
+#ifdef PI_UNIT_TEST
+/* Lets the unit tests take the NFS path on a local file system. */
+bool efs_seed_test_without_renameat2;
+#endif
+
+static long rename_noreplace(int dfd, const char *tmp, const char *name)
+{
+#ifdef PI_UNIT_TEST
+    if (efs_seed_test_without_renameat2) {
+        errno = EINVAL;
+        return -1;
+    }
+#endif
+    return syscall(SYS_renameat2, dfd, tmp, dfd, name, RENAME_NOREPLACE);
+}
+
 static int place_noreplace(int dfd, const char *tmp, const char *name)
 {
-    if (syscall(SYS_renameat2, dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+    if (rename_noreplace(dfd, tmp, name) == 0)
         return 1;
     if (errno == EEXIST) {
         (void)unlinkat(dfd, tmp, 0);

@@ -5,6 +5,7 @@
  * the swap of an image folder for a symlink, and the start-phase decisions
  * that need no mount (ephemeral, required). */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -171,6 +172,36 @@ static void never_overwrites_and_skips_a_done_version(void **s)
     assert_string_not_equal(r3.version, r.version);
     assert_int_equal(r3.copied, 2); /* new.css and the removed default */
     assert_string_equal(read_text(p), "customer's edit\n");
+}
+
+extern bool efs_seed_test_without_renameat2;
+
+/* NFS has no RENAME_NOREPLACE: the link + unlink path must keep the promise. */
+static void without_renameat2_link_and_unlink_never_overwrite(void **s)
+{
+    (void)s;
+    char p[1024];
+    pathf(p, sizeof(p), "%s/default.css", dst);
+    write_text(p, "customer's edit\n");
+    efs_seed_test_without_renameat2 = true;
+    struct efs_seed_source src = source();
+    struct efs_seed_result r;
+    int rc = efs_seed_run(efs, &src, 1, NULL, &r);
+    efs_seed_test_without_renameat2 = false;
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.copied, 2); /* dark/dark.css and the symlink */
+    assert_int_equal(r.kept, 1);
+    assert_string_equal(read_text(p), "customer's edit\n");
+    pathf(p, sizeof(p), "%s/dark/dark.css", dst);
+    assert_string_equal(read_text(p), "body { color: white }\n");
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_nlink, 1); /* the temporary name is gone */
+    pathf(p, sizeof(p), "%s/current", dst);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(count_temps(efs), 0);
 }
 
 static void leftovers_of_a_killed_seed_are_removed(void **s)
@@ -467,6 +498,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(seeds_everything_into_a_fresh_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(never_overwrites_and_skips_a_done_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(without_renameat2_link_and_unlink_never_overwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(leftovers_of_a_killed_seed_are_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(eight_seeders_at_once_seed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(symlinks_on_efs_are_not_followed, setup, teardown),
