@@ -62,6 +62,12 @@ def run_agent(start_agent, env, tmp_path, child=None, pid1=False, timeout=120):
     return rc, a, child_env
 
 
+def stop(agent):
+    """SIGTERM to the agent itself (started with pid1=False): conftest's
+    agent_pid() may pick a forked licence worker, which runs the same binary."""
+    agent.proc.send_signal(signal.SIGTERM)
+
+
 def status_file(tmp_path):
     return json.loads((tmp_path / "run" / "licence.json").read_text())
 
@@ -576,17 +582,32 @@ def test_stale_licence_file_is_removed(tmp_path, pki, start_agent):
 
 # ---- while running ----------------------------------------------------------------
 
+class Running:
+    """The agent with a long-running child; always stopped with SIGTERM, so
+    that a failed assertion does not leave the child behind."""
+
+    def __init__(self, start_agent, env):
+        self.agent = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
+
+    def __enter__(self):
+        return self.agent
+
+    def __exit__(self, *exc):
+        stop(self.agent)
+        self.agent.wait(timeout=60)
+        return False
+
+
 def test_expiry_is_re_evaluated_while_running(tmp_path, pki, start_agent):
     token = pki.vendor.sign(claims(expires_in_seconds=4))
     env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_LICENCE_CHECK_SECONDS=1,
                       PI_LICENCE_WARN_DAYS=0)
-    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
-    wait_for(lambda: (tmp_path / "run" / "licence.json").exists(), timeout=30, what="status file")
-    assert status_file(tmp_path)["status"] == "valid"
-    wait_for(lambda: status_file(tmp_path)["status"] == "expired", timeout=30,
-             what="status expired")
-    a.signal(signal.SIGTERM)
-    a.wait(timeout=60)
+    with Running(start_agent, env) as a:
+        wait_for(lambda: (tmp_path / "run" / "licence.json").exists(), timeout=30,
+                 what="status file")
+        assert status_file(tmp_path)["status"] == "valid"
+        wait_for(lambda: status_file(tmp_path)["status"] == "expired", timeout=30,
+                 what="status expired")
     changes = [r for r in a.logs() if r.get("msg") == "licence status changed"]
     assert len(changes) == 1  # logged once, not every second
     assert changes[0]["status"] == "expired" and changes[0]["level"] == "error"
@@ -598,14 +619,13 @@ def test_status_change_keeps_the_licence_file(tmp_path, pki, start_agent):
     token = pki.vendor.sign(claims(expires_in_seconds=86400 + 3))
     env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_LICENCE_CHECK_SECONDS=1,
                       PI_LICENCE_WARN_DAYS=1)
-    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
-    wait_for(lambda: (tmp_path / "run" / "licence.json").exists(), timeout=30, what="status file")
-    assert status_file(tmp_path)["status"] == "valid"
-    wait_for(lambda: status_file(tmp_path)["status"] == "expiring", timeout=30,
-             what="status expiring")
-    assert licence_file(tmp_path).read_text() == token
-    a.signal(signal.SIGTERM)
-    a.wait(timeout=60)
+    with Running(start_agent, env) as a:
+        wait_for(lambda: (tmp_path / "run" / "licence.json").exists(), timeout=30,
+                 what="status file")
+        assert status_file(tmp_path)["status"] == "valid"
+        wait_for(lambda: status_file(tmp_path)["status"] == "expiring", timeout=30,
+                 what="status expiring")
+        assert licence_file(tmp_path).read_text() == token
     changes = [r for r in a.logs() if r.get("msg") == "licence status changed"]
     assert [(r["status"], r["level"]) for r in changes] == [("expiring", "warn")]
 
@@ -632,14 +652,12 @@ def test_licence_is_refreshed_from_the_alm(tmp_path, pki, alm_stub, start_agent)
     stub = alm_stub().respond(licence_response(first), licence_response(second))
     env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
                       PI_LICENCE_REFRESH_SECONDS=1)
-    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
-    wait_for(lambda: len(stub.posts()) >= 2, timeout=30, what="a refresh")
-    wait_for(lambda: licence_file(tmp_path).exists() and licence_file(tmp_path).read_text() == second,
-             timeout=30, what="the refreshed licence handed over")
-    assert status_file(tmp_path)["days_left"] in (299, 300)
-    assert (tmp_path / "efs" / ".pi-agent" / "licence").read_text() == second
-    a.signal(signal.SIGTERM)
-    a.wait(timeout=60)
+    with Running(start_agent, env) as a:
+        wait_for(lambda: len(stub.posts()) >= 2, timeout=30, what="a refresh")
+        wait_for(lambda: status_file(tmp_path)["days_left"] in (299, 300), timeout=30,
+                 what="the refreshed status")
+        assert licence_file(tmp_path).read_text() == second
+        assert (tmp_path / "efs" / ".pi-agent" / "licence").read_text() == second
     assert any(r.get("msg", "").startswith("licence refreshed from the ALM") for r in a.logs())
     assert_no_secrets(pki, *agent_outputs(a, tmp_path), extra=[first, second])
 
@@ -649,12 +667,11 @@ def test_failed_refresh_keeps_the_current_licence(tmp_path, pki, alm_stub, start
     stub = alm_stub().respond(licence_response(token), Response(401, "{}"))
     env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
                       PI_LICENCE_REFRESH_SECONDS=1)
-    a = start_agent(["--", "/bin/sleep", "60"], env=env, pid1=False)
-    # A third request means the first refresh has finished and been handled.
-    wait_for(lambda: len(stub.posts()) >= 3, timeout=30, what="two refreshes")
-    a.signal(signal.SIGTERM)
-    a.wait(timeout=60)
-    fails = [r for r in a.logs() if r.get("msg") == "licence refresh failed: the current licence stays in use"]
+    with Running(start_agent, env) as a:
+        # A third request means the first refresh has finished and been handled.
+        wait_for(lambda: len(stub.posts()) >= 3, timeout=30, what="two refreshes")
+    fails = [r for r in a.logs()
+             if r.get("msg") == "licence refresh failed: the current licence stays in use"]
     assert fails and fails[0]["status"] == "rejected" and fails[0]["level"] == "error"
     assert status_file(tmp_path)["status"] == "valid"
     assert licence_file(tmp_path).read_text() == token
