@@ -235,7 +235,8 @@ class AlmStub:
 
     @property
     def url(self):
-        return f"https://127.0.0.1:{self.port}/licence"
+        # A name, not 127.0.0.1: mbedTLS 2.28 matches certificates by DNS name only.
+        return f"https://localhost:{self.port}/licence"
 
     def start(self):
         self.proc = subprocess.Popen(["python3", str(ALM_STUB), "serve", str(self.pki_dir),

@@ -63,10 +63,11 @@ def test_healthcheck_becomes_healthy(dashboards):
 
 def test_healthcheck_reports_unhealthy_when_tomcat_never_answers(dashboards):
     # The probe asks a port nothing listens on: /health stays 503, and with
-    # the start period off Docker marks the container unhealthy.
+    # a 1 s start period (0 would mean the image's 120 s) Docker marks the
+    # container unhealthy.
     d = dashboards("unhealthy", env={"PI_EFS_MODE": "off",
                                      "PI_AGENT_PROBE_URL": "http://127.0.0.1:9/pi/version"},
-                   extra_args=["--health-start-period", "0s", "--health-interval", "2s",
+                   extra_args=["--health-start-period", "1s", "--health-interval", "2s",
                                "--health-retries", "2"]).start()
 
     def health_status():

@@ -12,7 +12,8 @@ and the container tests. Standard library and the openssl command only.
                                    print an offline licence signed with DIR's key
 
 DIR then holds ca.pem (the CA to trust: PI_ALM_CA_FILE) and licence-public-key.pem
-(the key to verify licences with: PI_LICENCE_PUBLIC_KEY_FILE). Customer keys are
+(the key to verify licences with: PI_LICENCE_PUBLIC_KEY_FILE). Use the name
+localhost in URLs: mbedTLS 2.28 does not match IP addresses in certificates. Customer keys are
 never printed: the log names a digest of the key only.
 """
 import argparse
@@ -61,7 +62,8 @@ def make_pki(d):
     pub = openssl("ec", "-in", p("signing.key"), "-pubout")
     tmp = p("licence-public-key.pem.tmp")
     with open(tmp, "wb") as f:
-        f.write(pub)
+        # pi-agent picks the key by the token's kid: name the block.
+        f.write(f"kid: {KID}\n".encode() + pub)
     os.rename(tmp, p("licence-public-key.pem"))  # last: it marks the set complete
     for name in ("ca.key", "server.key", "signing.key"):
         os.chmod(p(name), 0o600)
