@@ -143,6 +143,42 @@ def test_alm_success_hands_the_licence_over(tmp_path, pki, alm_stub, start_agent
     assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=[token])
 
 
+def _socket_inodes(pid):
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _connections_to(port, inodes):
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and fields[9] in inodes:
+                found.append(line)
+    return found
+
+
+def test_pid1_keeps_no_connection_after_the_callback(tmp_path, pki, alm_stub, start_agent):
+    # The callback runs in a worker: once it is done, the agent holds no
+    # socket to the ALM (nor any TLS or curl state, which went with the worker).
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    with Running(start_agent, env) as a:
+        wait_for(lambda: (tmp_path / "run" / "licence.json").exists(), timeout=30,
+                 what="status file")
+        assert len(stub.posts()) == 1
+        assert _connections_to(stub.port, _socket_inodes(a.proc.pid)) == []
+
+
 def test_alm_401_is_rejected_without_retry(tmp_path, pki, alm_stub):
     stub = alm_stub().respond(Response(401, '{"error":"unknown key"}'))
     env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
@@ -528,6 +564,23 @@ def test_alm_check_url_closed_port_names_the_step(tmp_path, pki, start_agent):
     assert st["reason"].startswith("TCP connect to 127.0.0.1 failed: Connection refused")
     assert "invalid-licence notice" in st["reason"]
     assert_no_secrets(pki, *agent_outputs(agent, tmp_path))
+
+
+def test_alm_check_url_dns_failure_names_the_step(tmp_path, pki):
+    # In a network namespace of its own there is no interface but a downed
+    # loopback: the lookup fails there and no packet leaves the machine.
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare --net is not permitted here")
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY,
+                      PI_ALM_CHECK_URL="https://alm.example.com/", PI_ALM_TIMEOUT_SECONDS=3)
+    p = subprocess.run(["unshare", "--net", str(AGENT), "licence"], env=env, capture_output=True,
+                       timeout=60)
+    assert p.returncode == 1
+    st = json.loads(p.stdout)
+    assert st["status"] == "unreachable"
+    assert st["reason"].startswith("DNS lookup of alm.example.com failed")
+    assert "no egress" in st["reason"]
+    assert_no_secrets(pki, p.stdout, p.stderr)
 
 
 def test_alm_check_url_untrusted_certificate_names_tls(tmp_path, pki, alm_stub):
