@@ -513,7 +513,7 @@ static int remove_under(int dfd, dev_t top_dev, int depth, const char *path, cha
         efs_fmt(msg, cap, "%s: too deep to remove", path);
         return -1;
     }
-    int fd = dup(dfd);
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
         efs_fmt(msg, cap, "%s: cannot read: %s", path, strerror(errno));

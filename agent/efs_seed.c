@@ -50,7 +50,7 @@ static int fingerprint_dir(int fd, const char *name, char *rel, size_t rel_len, 
 {
     if (depth > SEED_MAX_DEPTH)
         return -1;
-    int dfd = dup(fd);
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dfd < 0)
         return -1;
     DIR *d = fdopendir(dfd);
@@ -291,7 +291,7 @@ static void copy_symlink(struct seed_ctx *c, int sfd, int dfd, const char *name)
  * names with our prefix: nobody else writes them, and we hold the lock. */
 static void remove_leftovers(struct seed_ctx *c, int dfd)
 {
-    int fd = dup(dfd);
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0)
         return;
     DIR *d = fdopendir(fd);
@@ -314,7 +314,7 @@ static void remove_leftovers(struct seed_ctx *c, int dfd)
 static void seed_dir(struct seed_ctx *c, int sfd, int dfd, size_t path_len, int depth)
 {
     remove_leftovers(c, dfd);
-    int fd = dup(sfd);
+    int fd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
         if (fd >= 0)

@@ -75,7 +75,7 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
         fmt_error(out, "%s: cannot open: %s", cfg->log_dir, strerror(errno));
         return -1;
     }
-    int fd = dup(dfd);
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
         fmt_error(out, "%s: cannot read: %s", cfg->log_dir, strerror(errno));
