@@ -633,6 +633,51 @@ def test_stale_licence_file_is_removed(tmp_path, pki, start_agent):
     assert child["PI_LICENCE_STATUS"] == "bad-signature"
 
 
+def test_unusable_run_dir_and_cache_do_not_stop_the_start(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(licence_response(token))
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    efs = tmp_path / "efs"
+    efs.mkdir()
+    (efs / ".pi-agent").write_text("a file where the cache directory belongs")
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_AGENT_RUN_DIR=blocker / "run", PI_EFS_ROOT=efs)
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert child["PI_LICENCE_STATUS"] == "valid"
+    assert "PI_LICENCE_FILE" not in child  # nothing could be handed over
+    logs = agent.logs()
+    err = [r for r in logs if r.get("msg") == "cannot create the licence hand-over directory"]
+    assert err and err[0]["variable"] == "PI_AGENT_RUN_DIR" and err[0]["level"] == "error"
+    assert any(r.get("msg") == "cannot create the licence cache directory" and r["level"] == "warn"
+               for r in logs)
+    assert_no_secrets(pki, agent.stdout, agent.stderr, extra=[token])
+
+
+def test_missing_efs_root_skips_the_cache(tmp_path, pki, alm_stub, start_agent):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                      PI_EFS_ROOT=tmp_path / "no-efs-here")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert (rc, child["PI_LICENCE_STATUS"]) == (0, "valid")
+    assert not (tmp_path / "no-efs-here").exists()
+    assert any(r.get("msg") == "licence cache skipped: the EFS root is not a directory"
+               for r in agent.logs())
+    assert not any(r["level"] in ("warn", "error") for r in licence_logs(agent))
+
+
+def test_licence_command_does_not_write_the_cache(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(licence_response(token))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, st, _, _ = licence_cmd(env)
+    assert (rc, st["status"]) == (0, "valid")
+    assert not (tmp_path / "efs" / ".pi-agent").exists()
+    assert not (tmp_path / "run").exists()
+
+
 # ---- while running ----------------------------------------------------------------
 
 class Running:
