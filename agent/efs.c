@@ -247,7 +247,8 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
     const char *probe_dirs[EFS_LINKS_MAX + 1];
     const char *probe_checks[EFS_LINKS_MAX + 1];
     int nprobe = 0;
-    bool root_needs_probe = false;
+    bool root_probed = false, root_writable = false;
+    char root_msg[512] = "";
 
     for (int i = 0; i < cfg->links.count; i++) {
         const struct efs_link *l = &cfg->links.link[i];
@@ -269,8 +270,19 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
         struct stat fst;
         bool exists = lstat(folders[i], &fst) == 0;
         if (dry_run && !exists) {
-            say(p, EFS_OK, checks[i], "%s will be created", folders[i]);
-            root_needs_probe = true;
+            if (!root_probed) {
+                /* Folders are created by the agent itself: the root must be
+                 * writable to it. */
+                const char *dirs[1] = { cfg->root };
+                root_probed = true;
+                root_writable = efs_write_probe(dirs, 1, NULL, &root_writable, root_msg,
+                                                sizeof(root_msg)) == 0;
+            }
+            if (root_writable)
+                say(p, EFS_OK, checks[i], "%s will be created", folders[i]);
+            else
+                say(p, EFS_FAIL, checks[i], "%s is missing and cannot be created (%s)",
+                    folders[i], root_msg);
             continue;
         }
         if (dry_run) {
@@ -292,15 +304,6 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
             probe_dirs[nprobe] = folders[i];
             probe_checks[nprobe++] = checks[i];
         }
-    }
-    if (root_needs_probe) {
-        /* Folders are created by the agent itself: the root must be writable to it. */
-        bool ok = false;
-        char msg[512];
-        const char *dirs[1] = { cfg->root };
-        if (efs_write_probe(dirs, 1, NULL, &ok, msg, sizeof(msg)) != 0)
-            say(p, EFS_FAIL, "root", "PI_EFS_ROOT=%s: folders cannot be created: %s", cfg->root,
-                msg);
     }
     probe_folders(p, run_as, probe_dirs, probe_checks, nprobe);
     if (p->failures)
@@ -482,6 +485,11 @@ int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as, bool 
     }
     if (p.failures > 0) {
         set_word(st->status, sizeof(st->status), "failed");
+        if (strcmp(st->mode, "managed") == 0 && strncmp(st->reason, "PI_EFS_ROOT=", 12) != 0) {
+            char detail[STATE_REASON_MAX];
+            snprintf(detail, sizeof(detail), "%s", st->reason);
+            efs_fmt(st->reason, sizeof(st->reason), "PI_EFS_ROOT=%s: %s", cfg->root, detail);
+        }
         if (cfg->mode == EFS_MODE_REQUIRED || cfg->require_nfs)
             return EXIT_STORAGE;
         return 0;
