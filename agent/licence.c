@@ -1023,12 +1023,15 @@ int licence_command(void)
          * stderr so that stdout holds only the status. */
         fflush(stdout);
         int saved = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-        if (saved >= 0)
-            (void)dup2(STDERR_FILENO, STDOUT_FILENO);
+        if (saved >= 0 && dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+            close(saved);
+            saved = -1; /* log lines stay on stdout, before the status */
+        }
         struct resolution r;
         resolve_here(&cfg, &r);
         if (saved >= 0) {
-            (void)dup2(saved, STDOUT_FILENO);
+            if (dup2(saved, STDOUT_FILENO) < 0)
+                fprintf(stderr, "pi-agent: cannot restore stdout: %s\n", strerror(errno));
             close(saved);
         }
         status = r.status;
