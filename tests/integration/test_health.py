@@ -456,3 +456,46 @@ def test_bad_settings_exit_78_naming_the_variable(start_agent, var, value):
     assert agent.wait() == 78
     err = agent.stderr.decode()
     assert var in err and len(err.strip().splitlines()) == 1
+
+
+# ---- storage check end to end ------------------------------------------------
+
+@pytest.mark.parametrize("policy,code,status", [("fail", 503, "unhealthy"), ("warn", 200, "ok")])
+def test_storage_over_budget(tmp_path, policy, code, status):
+    """A real storage start phase: a tmpfs mounted as the EFS root inside the
+    agent's own mount namespace, holding more than the budget."""
+    efs, home = tmp_path / "efs", tmp_path / "home"
+    efs.mkdir()
+    home.mkdir()
+    script = tmp_path / "run.sh"
+    script.write_text(f"mount -t tmpfs tmpfs {efs} && mkdir {efs}/themes && "
+                      f"head -c 5000 /dev/zero > {efs}/themes/big.css && "
+                      f"exec {AGENT.resolve()} -- sleep 60\n")
+    port = free_port()
+    env = agent_env(PI_AGENT_HEALTH_PORT=port, PI_AGENT_HEALTH_ADDR="127.0.0.1",
+                    PI_AGENT_PROBE_URL="off", PI_EFS_MODE="required", PI_EFS_ROOT=efs,
+                    PI_DASHBOARD_HOME=home, PI_EFS_BUDGET_BYTES=1000,
+                    PI_EFS_OVER_BUDGET=policy, PI_AGENT_RUN_DIR=tmp_path,
+                    PI_AGENT_DRAIN_SECONDS=0)
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                             "sh", str(script)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        def answer():
+            try:
+                got, _, body = request(port, "/health")
+            except OSError:
+                return None
+            doc = json.loads(body)
+            return doc["checks"]["efs"]["scanned"] and (got, doc)
+        got, doc = wait_for(answer, timeout=20, what="a scanned storage check")
+        efs_check = doc["checks"]["efs"]
+        assert (got, doc["status"]) == (code, status)
+        assert efs_check["status"] == "over" and efs_check["ok"] is False
+        assert efs_check["blocking"] is (policy == "fail")
+        assert efs_check["used_bytes"] >= 5000 and efs_check["budget_bytes"] == 1000
+        assert "over budget" in efs_check["reason"]
+        assert doc["failing"] == (["efs"] if policy == "fail" else [])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
