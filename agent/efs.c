@@ -763,9 +763,18 @@ static void scan_done(struct loop *loop, const struct worker_result *res, void *
                     : strcmp(budget, "warn") == 0 ? "storage near budget"
                                                   : "storage usage",
              fields);
-    if (rep->errors)
+    if (rep->errors) {
         log_warn("storage scan could not read every entry", LF_INT("errors", rep->errors),
                  LF_STR("first_error", rep->first_error));
+        /* The figures are short of what could not be read: say so where the
+         * state is reported, unless a failure or the budget already speaks. */
+        if (!keeps_status && strcmp(budget, "ok") == 0)
+            efs_fmt(st->reason, sizeof(st->reason), "figures incomplete: %llu unreadable "
+                    "entr%s, first %s", (unsigned long long)rep->errors,
+                    rep->errors == 1 ? "y" : "ies", rep->first_error);
+    } else if (!keeps_status && strcmp(budget, "ok") == 0) {
+        st->reason[0] = '\0';
+    }
     free(rep);
     schedule_rescan(loop);
 }
