@@ -523,6 +523,8 @@ static void resolve(const struct resolve_opts *o, struct resolution *r)
     }
     enum licence_form form =
         cfg->licence ? licence_classify(cfg->licence, strlen(cfg->licence)) : LICENCE_FORM_NONE;
+    if (form != LICENCE_FORM_NONE && cfg->licence_url && !o->refresh_only)
+        log_warn("PI_LICENCE_URL is ignored: PI_LICENCE is set and wins");
     if (o->refresh_only) {
         resolve_with_alm(o, keys, r);
     } else if (form == LICENCE_FORM_TOKEN) {

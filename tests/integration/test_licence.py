@@ -481,6 +481,16 @@ def test_licence_url_with_xml(tmp_path, pki, alm_stub):
     assert (rc, st["status"], st["source"]) == (0, "unverified", "url")
 
 
+def test_licence_wins_over_licence_url(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(Response(200, "unused", content_type="text/plain"))
+    env = licence_env(tmp_path, pki, PI_LICENCE=token, PI_LICENCE_URL=stub.url("/licence"))
+    rc, st, _, err = licence_cmd(env)
+    assert (rc, st["status"], st["source"]) == (0, "valid", "inline")
+    assert "PI_LICENCE_URL is ignored" in err
+    assert stub.requests == []
+
+
 def test_licence_url_404_and_garbage(tmp_path, pki, alm_stub):
     stub = alm_stub().respond(Response(404, "not found", content_type="text/plain"))
     env = licence_env(tmp_path, pki, PI_LICENCE_URL=stub.url("/gone"))
