@@ -100,7 +100,7 @@ def test_eight_agents_on_one_root_seed_once(layout, tmp_path):
 
 def test_sigkill_mid_seed_then_restart_completes_the_seed(layout, tmp_path):
     home, root = layout
-    n = 4000
+    n = 8000
     themes = home / FOLDERS["themes"] / "many"
     themes.mkdir()
     for i in range(n):
