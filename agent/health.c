@@ -73,6 +73,10 @@ int health_config_load(struct health_config *cfg, struct config_error *err)
                            sizeof cfg->probe_url - 1);
     snprintf(cfg->probe_url, sizeof cfg->probe_url, "%s", url);
     cfg->probe_enabled = strcmp(url, "off") != 0;
+    if (cfg->probe_enabled && strchr(url, '@') != NULL)
+        /* Never echo it: the part before @ could be a password. */
+        return config_fail(err, "PI_AGENT_PROBE_URL", "must not hold user:password@ (the probe "
+                           "asks Tomcat on the task's own address, without credentials)");
     if (cfg->probe_enabled) {
         const char *why = NULL;
         if (probe_parse_url(url, &cfg->probe, &why) != 0)

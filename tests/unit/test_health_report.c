@@ -531,6 +531,16 @@ static void test_config_errors_name_the_variable(void **state)
     expect_config_error("PI_AGENT_PROBE_URL", "https://127.0.0.1:8443/pi/version");
     expect_config_error("PI_AGENT_PROBE_URL", "http://dashboard:8224/");
     expect_config_error("PI_AGENT_PROBE_INTERVAL_SECONDS", "0");
+    {
+        struct health_config cfg;
+        struct config_error err = { "" };
+        clear_health_env();
+        setenv("PI_AGENT_PROBE_URL", "http://admin:s3cret-pw@127.0.0.1:8224/pi/version", 1);
+        assert_int_equal(health_config_load(&cfg, &err), -1);
+        assert_non_null(strstr(err.msg, "PI_AGENT_PROBE_URL"));
+        assert_null(strstr(err.msg, "s3cret-pw"));
+        clear_health_env();
+    }
     expect_config_error("PI_AGENT_LICENCE_REQUIRED", "maybe");
     expect_config_error("PI_AGENT_EMF", "yes please");
     expect_config_error("PI_AGENT_EMF_INTERVAL_SECONDS", "0");
