@@ -169,6 +169,7 @@ static const struct health_verdict *current_verdict(struct health_server *srv)
     if (srv->cache_valid && now == srv->checked_ms)
         return &srv->verdict;
     srv->checked_ms = now;
+    probe_sync_child(srv->state);
     if (srv->cache_valid && memcmp(&srv->cached_state, srv->state, sizeof *srv->state) == 0)
         return &srv->verdict;
     memcpy(&srv->cached_state, srv->state, sizeof *srv->state);

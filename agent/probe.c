@@ -163,11 +163,17 @@ struct probe {
     size_t request_len, sent;
     char response[256];
     size_t response_len;
+    pid_t pid_at_start;      /* the child this probe is asking */
+    pid_t result_pid;        /* the child the current status is about */
+    bool started;
 };
+
+static struct probe the_probe; /* one per process, lives as long as the loop */
 
 static void set_probe_state(struct probe *pr, bool passed, const char *reason)
 {
     struct probe_state *ps = &pr->state->probe;
+    pr->result_pid = pr->pid_at_start;
     ps->last_latency_s = (double)(now_us() - pr->started_us) / 1e6;
     const char *word;
     if (passed) {
@@ -299,6 +305,7 @@ static void on_probe_tick(struct loop *loop, void *ctx)
         return; /* the previous probe is still within its time limit */
 
     pr->started_us = now_us();
+    pr->pid_at_start = pr->state->child_pid;
     pr->connected = false;
     pr->sent = 0;
     pr->response_len = 0;
@@ -327,9 +334,25 @@ static void on_probe_tick(struct loop *loop, void *ctx)
     }
 }
 
+void probe_sync_child(struct agent_state *state)
+{
+    struct probe *pr = &the_probe;
+    struct probe_state *ps = &state->probe;
+    if (!pr->started || pr->state != state || !state->child_running ||
+        state->child_pid == pr->result_pid || strcmp(ps->status, "starting") == 0)
+        return;
+    /* A result about the previous process says nothing about this one. */
+    snprintf(ps->status, sizeof ps->status, "starting");
+    snprintf(ps->reason, sizeof ps->reason,
+             "the dashboard process was restarted: waiting for its first probe to pass");
+    ps->since_ms = wall_now_ms();
+    pr->result_pid = state->child_pid;
+    log_info("Tomcat probe reset: the dashboard process was restarted",
+             LF_INT("pid", state->child_pid));
+}
+
 int probe_start(struct loop *loop, const struct health_config *cfg, struct agent_state *state)
 {
-    static struct probe pr; /* one per process, lives as long as the loop */
     struct probe_state *ps = &state->probe;
 
     ps->since_ms = wall_now_ms();
@@ -342,25 +365,28 @@ int probe_start(struct loop *loop, const struct health_config *cfg, struct agent
     snprintf(ps->status, sizeof ps->status, "starting");
     snprintf(ps->reason, sizeof ps->reason, "waiting for the first probe to pass");
 
-    memset(&pr, 0, sizeof pr);
-    pr.loop = loop;
-    pr.cfg = cfg;
-    pr.state = state;
-    pr.fd = -1;
-    int n = snprintf(pr.request, sizeof pr.request,
+    struct probe *pr = &the_probe;
+    memset(pr, 0, sizeof *pr);
+    pr->loop = loop;
+    pr->cfg = cfg;
+    pr->state = state;
+    pr->fd = -1;
+    pr->result_pid = state->child_pid;
+    int n = snprintf(pr->request, sizeof pr->request,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-probe\r\n"
                      "Accept: */*\r\nConnection: close\r\n\r\n",
                      cfg->probe.path, cfg->probe.host_header);
-    if (n < 0 || (size_t)n >= sizeof pr.request) {
+    if (n < 0 || (size_t)n >= sizeof pr->request) {
         log_error("PI_AGENT_PROBE_URL is too long for a request line");
         return -1;
     }
-    pr.request_len = (size_t)n;
+    pr->request_len = (size_t)n;
     uint64_t every = (uint64_t)cfg->probe_interval_s * 1000u;
-    if (loop_timer_add(loop, 0, every, on_probe_tick, &pr) < 0) {
+    if (loop_timer_add(loop, 0, every, on_probe_tick, pr) < 0) {
         log_error("cannot start the Tomcat probe timer");
         return -1;
     }
+    pr->started = true;
     log_info("Tomcat probe started", LF_STR("url", cfg->probe_url),
              LF_INT("interval_s", cfg->probe_interval_s), LF_INT("timeout_ms", PROBE_TIMEOUT_MS));
     return 0;

@@ -39,4 +39,9 @@ int probe_status_code(const char *buf, size_t len);
  * cannot be added. With the probe disabled it only marks state->probe. */
 int probe_start(struct loop *loop, const struct health_config *cfg, struct agent_state *state);
 
+/* Called before readiness is decided: when the child was restarted since the
+ * last probe result, that result is dropped (status back to "starting"), so
+ * a new Tomcat is never reported ready on its predecessor's probe. */
+void probe_sync_child(struct agent_state *state);
+
 #endif

@@ -455,6 +455,41 @@ static void test_probe_status_line(void **state)
     assert_int_equal(probe_status_code("HTTP/1.1 2000", 13), -1);
 }
 
+static void clear_health_env(void);
+
+static void test_probe_result_dropped_when_child_restarts(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_config cfg;
+    struct config_error err = { "" };
+    struct health_verdict v;
+    clear_health_env();
+    assert_int_equal(health_config_load(&cfg, &err), 0);
+    healthy_state(&st);
+    st.child_pid = 100;
+    struct loop *loop = loop_new();
+    assert_non_null(loop);
+    assert_int_equal(probe_start(loop, &cfg, &st), 0);
+    assert_string_equal(st.probe.status, "starting");
+
+    /* As if a probe of pid 100 had passed. */
+    snprintf(st.probe.status, sizeof st.probe.status, "ok");
+    st.ready_once = true;
+    probe_sync_child(&st);
+    assert_string_equal(st.probe.status, "ok");
+
+    /* The child was restarted: the old result no longer counts. */
+    st.child_pid = 101;
+    probe_sync_child(&st);
+    assert_string_equal(st.probe.status, "starting");
+    assert_non_null(strstr(st.probe.reason, "restarted"));
+    health_evaluate(&st, &default_policy, &v);
+    assert_int_equal(v.status, HEALTH_UNHEALTHY);
+    assert_true(v.checks[CHECK_TOMCAT].blocking);
+    loop_free(loop);
+}
+
 static void clear_health_env(void)
 {
     const char *vars[] = { "PI_AGENT_HEALTH_ADDR", "PI_AGENT_HEALTH_PORT",
@@ -817,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_config_defaults),
         cmocka_unit_test(test_config_errors_name_the_variable),
         cmocka_unit_test(test_server_in_process),
+        cmocka_unit_test(test_probe_result_dropped_when_child_restarts),
     };
     return cmocka_run_group_tests_name("health_report", tests, NULL, NULL);
 }
