@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Sourced by catalina.sh. PI_TOMCAT_PORT is the stand-in's own variable (the
 # vendor's image always listens on 8224).
 case "${PI_TOMCAT_PORT:-8224}" in

@@ -3,7 +3,7 @@
 # only be chosen then), creates the schema and the dashboard's user, then runs
 # mariadbd in the foreground on MARIADB_PORT.
 set -eu
-: "${PI_DB_PASSWORD:?PI_DB_PASSWORD must be set (the dashboard user's password)}"
+: "${PI_DB_PASSWORD:?PI_DB_PASSWORD must be set to the password for the dashboard user}"
 case "$MARIADB_PORT" in ''|*[!0-9]*) echo "MARIADB_PORT must be a port number" >&2; exit 78 ;; esac
 case "$PI_DB_SCHEMA_NAME$PI_DB_USERNAME" in *[!A-Za-z0-9_]*)
     echo "PI_DB_SCHEMA_NAME and PI_DB_USERNAME may hold letters, digits and _ only" >&2; exit 78 ;; esac
