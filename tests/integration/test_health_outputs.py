@@ -227,3 +227,24 @@ def test_health_command_gives_up_after_its_time_limit():
         for c in held:
             c.close()
         srv.close()
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+def test_ipv6_listener_and_health_command(start_agent, tmp_path):
+    d = Dash(start_agent, tmp_path, PI_AGENT_HEALTH_ADDR="::")
+    d_port = d.health_port
+    wait_for(d.status_is(200, "ok"), what="ok over IPv4 on a dual-stack ::")
+    with socket.create_connection(("::1", d_port), timeout=10) as s:
+        s.sendall(b"GET /live HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200 OK")
+    rc, out, _ = run_health("--port", d_port, PI_AGENT_HEALTH_ADDR="::")
+    assert (rc, out) == (0, "200 ok\n")
