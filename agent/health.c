@@ -26,7 +26,8 @@
 
 #define HEALTH_BODY_MAX (16 * 1024)
 #define METRICS_BODY_MAX (64 * 1024)
-#define OUT_HIGH_WATER (64 * 1024)      /* stop parsing until the client reads */
+#define OUT_HIGH_WATER (16 * 1024)      /* stop parsing until the client reads */
+#define OUT_KEEP_MAX (32 * 1024)        /* larger output buffers are freed once sent */
 #define BODY_DISCARD_MAX (64 * 1024)    /* larger request bodies get 413 */
 #define LINGER_MS 2000                  /* drain after an error before closing */
 #define SWEEP_MS 500
@@ -395,6 +396,12 @@ static enum flush_result write_out(struct conn *c)
         return FLUSH_CLOSED;
     }
     c->out_off = c->out_len = 0;
+    if (c->out_cap > OUT_KEEP_MAX) {
+        /* A burst of pipelined answers must not stay resident in PID 1. */
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
     return FLUSH_DONE;
 }
 
