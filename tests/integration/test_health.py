@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 
@@ -499,3 +500,59 @@ def test_storage_over_budget(tmp_path, policy, code, status):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=10)
+
+
+# ---- probe answers that are not HTTP --------------------------------------------
+
+@pytest.mark.parametrize("reply,reason", [
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "the answer is not HTTP/1.x"),
+    (b"", "connection closed before a status line"),
+    (b"HTTP/1.1 302 Found\r\nLocation: /pi/\r\n\r\n", "HTTP 302"),
+])
+def test_probe_reasons_for_odd_answers(start_agent, tmp_path, reply, reason):
+    """The probe target is a raw TCP server in the test: it answers each
+    connection with fixed bytes (or nothing) and closes."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(reply)
+                except OSError:
+                    pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        port = free_port()
+        agent = start_agent(["--", "sleep", "60"], env=agent_env(
+            PI_AGENT_HEALTH_PORT=port, PI_AGENT_HEALTH_ADDR="127.0.0.1",
+            PI_AGENT_PROBE_INTERVAL_SECONDS=1,
+            PI_AGENT_PROBE_URL=f"http://127.0.0.1:{srv.getsockname()[1]}/pi/version"))
+
+        def reason_seen():
+            try:
+                got, _, body = request(port, "/health")
+            except OSError:
+                return None
+            doc = json.loads(body)
+            return doc["checks"]["tomcat"]["reason"] == reason and (got, doc)
+        got, doc = wait_for(reason_seen, timeout=15, what=reason)
+        assert got == 503 and doc["status"] == "starting"
+        assert doc["checks"]["tomcat"]["failures"] >= 1
+        agent.signal(signal.SIGTERM)
+        assert agent.wait() == 143
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
