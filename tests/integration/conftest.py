@@ -45,6 +45,7 @@ class Agent:
         self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True,
                                      preexec_fn=preexec_fn, pass_fds=pass_fds)
+        self.pid1 = pid1
         self.stdout = b""
         self.stderr = b""
 
@@ -54,6 +55,8 @@ class Agent:
 
     def agent_pid(self):
         """The host pid of pi-agent itself (the child of unshare when PID 1)."""
+        if not self.pid1:
+            return self.proc.pid  # its own forked workers run the same binary
         deadline = time.time() + 5
         while time.time() < deadline:
             try:
@@ -100,12 +103,35 @@ class Agent:
         return records
 
     def kill(self):
+        """Kills the agent and everything below it (its child leads a process
+        group of its own, which killpg on the agent's group would miss)."""
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            for pid in [self.proc.pid] + descendants(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.wait(timeout=10)
+
+
+def descendants(root):
+    """Every live process below root, from /proc."""
+    parents = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(d.name)] = int(fields[1])
+    found, frontier = [], [root]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
 
 
 @pytest.fixture

@@ -233,12 +233,24 @@ def test_subreaper_mode_when_not_pid1(start_agent, tmp_path):
 
 def child_status(agent):
     """/proc status fields and open fds of the agent's child, seen from outside
-    (sleep neither opens files nor changes its signal state)."""
+    (sleep neither opens files nor changes its signal state). The agent's
+    short-lived workers are children too: look for the one running sleep."""
     parent = agent.agent_pid()
-    kids = wait_for(lambda: Path(f"/proc/{parent}/task/{parent}/children").read_text().split(),
-                    what="the child")
-    pid = int(kids[0])
-    wait_for(lambda: os.readlink(f"/proc/{pid}/exe").endswith("sleep"), what="exec of sleep")
+
+    def sleeping_child():
+        try:
+            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            return None
+        for k in kids:
+            try:
+                if os.readlink(f"/proc/{k}/exe").endswith("/sleep"):
+                    return int(k)
+            except OSError:
+                continue
+        return None
+
+    pid = wait_for(sleeping_child, what="the child running sleep")
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
