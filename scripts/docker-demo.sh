@@ -17,10 +17,11 @@ compose() {
     docker-compose -p "$PROJECT" -f "$TOP/docker-compose.yml" "$@"
 }
 
-# get URL: prints the body, whatever the status (python3: no curl needed).
+# get URL: prints the body (JSON indented), whatever the status; exits 0 on
+# 200 only (python3: no curl needed).
 get() {
     python3 - "$1" <<'PY'
-import sys, urllib.request, urllib.error
+import json, sys, urllib.request, urllib.error
 try:
     r = urllib.request.urlopen(sys.argv[1], timeout=3)
     status, body = r.status, r.read()
@@ -29,7 +30,12 @@ except urllib.error.HTTPError as e:
 except OSError as e:
     print(f"no answer: {e}", file=sys.stderr)
     sys.exit(2)
-sys.stdout.write(body.decode(errors="replace"))
+text = body.decode(errors="replace")
+try:
+    text = json.dumps(json.loads(text), indent=2)
+except ValueError:
+    pass
+print(text)
 sys.exit(0 if status == 200 else 1)
 PY
 }
@@ -68,7 +74,6 @@ The demo is up.
 /health:
 MSG
     get "http://127.0.0.1:$HEALTH_PORT/health"
-    echo
     ;;
 down)
     "$TOP/scripts/docker-setup.sh"

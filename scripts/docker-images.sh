@@ -9,14 +9,18 @@
 #   pi-agent/dashboard:local        the derived image: Dockerfile at the top (only with "all")
 #   pi-agent/agent:local            its `agent` target, the binary alone (only with "all")
 #
-# Base images are built only when absent (they are slow: debootstrap and the
-# JRE); the derived image is rebuilt every time, and Docker's layer cache keeps
-# that quick. Every build uses host networking. A lock serialises concurrent
+# debian:bookworm-slim is built only when absent (debootstrap is slow); the
+# others when absent or when their directory changed; the derived image every
+# time. Docker's layer cache keeps the rebuilds quick (the JRE layer stays). Every build uses host networking. A lock serialises concurrent
 # runs so that two suites never debootstrap at once.
 set -eu
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 WHAT=${1:-all}
+case "$WHAT" in
+    base|all) ;;
+    *) echo "usage: docker-images.sh [base|all]" >&2; exit 2 ;;
+esac
 
 # The legacy builder: Debian's docker.io has no buildx, and a newer docker CLI
 # refuses to build without it unless told to use the classic builder.
@@ -104,11 +108,19 @@ build() {
     rm -f "$log"
 }
 
-# build_local IMAGE DIR: builds DIR's Dockerfile once.
+# source_hash DIR: a digest of every file under DIR (names and contents).
+source_hash() {
+    (cd "$1" && find . -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
+# build_local IMAGE DIR: builds DIR's Dockerfile once, and again only when a
+# file under DIR has changed since (the image carries the digest as a label).
 build_local() {
-    have_image "$1" && return 0
+    hash=$(source_hash "$2")
+    built=$(docker image inspect -f '{{ index .Config.Labels "pi-agent.source-hash" }}' "$1" 2>/dev/null || true)
+    [ "$built" = "$hash" ] && return 0
     echo "docker-images: building $1 from ${2#"$TOP"/}" >&2
-    build "$1" "$2"
+    build "$1" "$2" --label "pi-agent.source-hash=$hash"
 }
 
 build_derived() {
@@ -121,8 +133,6 @@ build_debian
 build_local "$DASHBOARD_BASE_IMAGE" "$TOP/tests/container/dashboard"
 build_local "$ALM_IMAGE" "$TOP/tests/container/alm"
 build_local "$MARIADB_IMAGE" "$TOP/tests/container/mariadb"
-case "$WHAT" in
-    base) ;;
-    all) build_derived ;;
-    *) echo "usage: docker-images.sh [base|all]" >&2; exit 2 ;;
-esac
+if [ "$WHAT" = all ]; then
+    build_derived
+fi
