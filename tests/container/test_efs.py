@@ -80,3 +80,32 @@ def test_two_replicas_seed_once_and_a_recreated_container_keeps_every_file(dashb
     efs_check = doc["checks"]["efs"]
     assert efs_check["mode"] == "managed"
     assert efs_check["used_bytes"] >= sum(len(v) for v in CUSTOMER_FILES.values())
+
+
+def test_todays_task_definition_with_one_volume_per_folder_keeps_working(dashboards, volume):
+    # The vendor's task definitions mount one EFS volume per dashboard folder
+    # and no root. In auto mode the agent leaves those mounts in place,
+    # checks and measures them, and links nothing.
+    paths = {
+        "themes": f"{RES}/themes", "images": f"{RES}/images", "files": f"{RES}/files",
+        "svg": f"{RES}/svg", "locale": f"{RES}/locale",
+        "keys": "/var/panintelligence/Dashboard/keys",
+        "custom_jdbc": "/var/panintelligence/Dashboard/custom_jdbc",
+    }
+    mounts = [f"{volume('per-folder-' + name.replace('_', '-'))}:{path}"
+              for name, path in paths.items()]
+    first = dashboards("per-folder-1", volumes=mounts).start()
+    doc = first.wait_ready()
+    assert doc["checks"]["efs"]["mode"] == "per-folder"
+    assert doc["checks"]["efs"]["status"] == "ok", doc["checks"]["efs"]
+    key = os.urandom(64)
+    first.put_file(f"{paths['keys']}/scheduler.key", key)
+    for path in paths.values():
+        assert first.exec("test", "-L", path, check=False).returncode != 0, f"{path} became a link"
+    assert first.stop() == 143
+    first.remove()
+
+    second = dashboards("per-folder-2", volumes=mounts).start()
+    second.wait_ready()
+    got = second.exec("sha256sum", f"{paths['keys']}/scheduler.key").stdout.split()[0]
+    assert got == sha256(key)

@@ -76,3 +76,29 @@ def test_healthcheck_reports_unhealthy_when_tomcat_never_answers(dashboards):
     last = d.inspect()["State"]["Health"]["Log"][-1]
     assert last["ExitCode"] == 1
     assert d.running()  # unhealthy is reported, not acted on by the agent
+
+
+def test_under_ecs_init_process_the_agent_is_a_subreaper_and_stops_the_same(dashboards):
+    # ECS initProcessEnabled = docker run --init: Docker's init is PID 1 and
+    # pi-agent runs under it as a child subreaper.
+    d = dashboards("init", env={"PI_EFS_MODE": "off", "PI_AGENT_DRAIN_SECONDS": "1"},
+                   extra_args=["--init"]).start()
+    d.wait_ready()
+    assert d.exec("readlink", "/proc/1/exe").stdout.strip().endswith("docker-init")
+    procs = d.exec("sh", "-c",
+                   "for p in /proc/[0-9]*; do echo ${p#/proc/} $(cut -d' ' -f4 $p/stat) "
+                   "$(readlink $p/exe); done").stdout.splitlines()
+    by_exe = {}
+    for line in procs:
+        parts = line.split()
+        if len(parts) == 3:
+            by_exe.setdefault(parts[2], []).append((parts[0], parts[1]))
+    [(agent_pid, agent_ppid)] = by_exe["/usr/local/bin/pi-agent"]
+    assert agent_ppid == "1"
+    javas = [proc for exe, found in by_exe.items() if exe.endswith("/java") for proc in found]
+    assert len(javas) == 1, javas
+    assert javas[0][1] == agent_pid  # Tomcat's JVM is the agent's child
+    start = [r for r in d.records() if r["msg"] == "pi-agent starting"][0]
+    assert start["subreaper"] is True
+    assert d.stop() == 143
+    assert "Destroying ProtocolHandler" in d.logs()
