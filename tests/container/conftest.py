@@ -1,7 +1,9 @@
 """Fixtures for the container tests; the helpers they use are in dockerlib.py.
 Everything a test creates (containers, volumes) carries the label
-pi-agent-test=<run id> and is removed at the end, whatever happened."""
+pi-agent-test=<run id> and is removed at the end, whatever happened; leftovers
+of runs that were killed are removed at the start of the next run."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -9,11 +11,39 @@ import pytest
 from dockerlib import (AGENT_IMAGE, IMAGE, LABEL, ROOT, RUN_ID, AlmStub, Dashboard, docker)
 
 
+def run_pid(label, value):
+    """The pid of the test run that made a container or volume, from our
+    label (<pid>-<hex>) or from a compose project the tests named
+    (pi_agent_test_<pid>_...); None for anything else."""
+    pattern = r"(\d+)-[0-9a-f]+$" if label == LABEL else r"pi_agent_test_(\d+)_"
+    m = re.match(pattern, value or "")
+    return int(m.group(1)) if m else None
+
+
+def remove_leftovers_of_dead_runs():
+    """A run that was killed (SIGKILL, CI timeout) could not clean up: remove
+    the containers and volumes of test runs whose process no longer exists."""
+    labels = (LABEL, "com.docker.compose.project")
+    fields = " ".join('{{.Label "%s"}}' % label for label in labels)
+    for ls, name, rm in ((["ps", "-a"], "{{.ID}}", ["rm", "-f", "-v"]),
+                         (["volume", "ls"], "{{.Name}}", ["volume", "rm", "-f"])):
+        rows = docker(*ls, "--format", f"{name} {fields}", check=False).stdout.splitlines()
+        stale = []
+        for row in rows:
+            ident, *values = row.split(" ")
+            pids = [run_pid(label, v) for label, v in zip(labels, values)]
+            if any(p is not None and not os.path.exists(f"/proc/{p}") for p in pids):
+                stale.append(ident)
+        if stale:
+            docker(*rm, *stale, check=False, timeout=120)
+
+
 @pytest.fixture(scope="session")
 def images():
     """The engine answers and the images exist (built once, offline)."""
     if docker("info", check=False, timeout=60).returncode != 0:
         subprocess.run([str(ROOT / "scripts" / "docker-setup.sh")], check=True)
+    remove_leftovers_of_dead_runs()
     if any(docker("image", "inspect", i, check=False).returncode != 0
            for i in (IMAGE, AGENT_IMAGE)):
         env = dict(os.environ, PI_AGENT_IMAGE=IMAGE, PI_AGENT_ONLY_IMAGE=AGENT_IMAGE)
