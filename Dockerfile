@@ -21,7 +21,7 @@ COPY scripts/build-deps.sh scripts/install-packages.sh scripts/
 RUN ./scripts/build-deps.sh && mkdir -p build/deps && touch build/deps/.stamp
 COPY VERSION Makefile ./
 COPY mk/ mk/
-COPY scripts/ scripts/
+COPY scripts/musl-static-pie.specs scripts/
 COPY agent/ agent/
 RUN make -j2 build/pi-agent && ./build/pi-agent --version
 
