@@ -16,6 +16,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -231,7 +232,7 @@ class AlmStub:
         self.pki_dir = Path(pki_dir)
         self.port = free_port()
         self.proc = None
-        subprocess.run(["python3", str(ALM_STUB), "pki", str(self.pki_dir)], check=True)
+        subprocess.run([sys.executable, str(ALM_STUB), "pki", str(self.pki_dir)], check=True)
 
     @property
     def url(self):
@@ -239,7 +240,7 @@ class AlmStub:
         return f"https://localhost:{self.port}/licence"
 
     def start(self):
-        self.proc = subprocess.Popen(["python3", str(ALM_STUB), "serve", str(self.pki_dir),
+        self.proc = subprocess.Popen([sys.executable, str(ALM_STUB), "serve", str(self.pki_dir),
                                       str(self.port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -262,7 +263,7 @@ class AlmStub:
 
     def sign(self, *args):
         """An offline licence signed with the stub's key (alm_stub.py sign)."""
-        return subprocess.run(["python3", str(ALM_STUB), "sign", str(self.pki_dir), *args],
+        return subprocess.run([sys.executable, str(ALM_STUB), "sign", str(self.pki_dir), *args],
                               check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
 
     def mount(self):
