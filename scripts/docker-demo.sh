@@ -40,10 +40,36 @@ sys.exit(0 if status == 200 else 1)
 PY
 }
 
+# check_ports: every port the stack listens on must be free on the host (host
+# networking), unless this stack is already running. One line names the
+# variable that moves a busy port.
+check_ports() {
+    running=$(compose ps -q 2>/dev/null || true)
+    [ -n "$running" ] && return 0
+    python3 - "$@" <<'PY'
+import socket, sys
+busy = []
+for spec in sys.argv[1:]:
+    var, port = spec.split("=")
+    s = socket.socket()
+    try:
+        s.bind(("0.0.0.0", int(port)))
+    except OSError:
+        busy.append(f"port {port} ({var}) is in use on this host; set {var} to a free port")
+    finally:
+        s.close()
+for line in busy:
+    print(f"demo: {line}", file=sys.stderr)
+sys.exit(1 if busy else 0)
+PY
+}
+
 case "${1:-}" in
 up)
     "$TOP/scripts/docker-setup.sh"
     command -v python3 >/dev/null 2>&1 || "$TOP/scripts/install-packages.sh" python3-minimal
+    check_ports "PI_DEMO_TOMCAT_PORT=$TOMCAT_PORT" "PI_DEMO_HEALTH_PORT=$HEALTH_PORT" \
+        "PI_DEMO_ALM_PORT=${PI_DEMO_ALM_PORT:-8443}" "PI_DEMO_DB_PORT=${PI_DEMO_DB_PORT:-3306}"
     "$TOP/scripts/docker-images.sh" all
     compose up -d --no-build
     echo "demo: waiting up to ${WAIT_SECONDS}s for http://127.0.0.1:$HEALTH_PORT/health to be ok" >&2

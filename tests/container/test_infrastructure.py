@@ -3,6 +3,7 @@ the scripts, a demo whose dashboard cannot start, and bad settings for the
 stand-in images. Each fails with one line naming what to fix."""
 import json
 import os
+import socket
 import ssl
 import subprocess
 import urllib.error
@@ -73,3 +74,20 @@ def test_alm_stub_refuses_a_request_without_customer_key(alm_stub):
     except urllib.error.HTTPError as e:
         assert e.code == 400
         assert json.loads(e.read())["error"] == "expected JSON with customer_key"
+
+
+def test_demo_names_the_variable_of_a_busy_port_and_starts_nothing(images):
+    project = f"pi_agent_test_{RUN_ID}_busy".replace("-", "_")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = dict(os.environ, PI_DEMO_PROJECT=project, PI_AGENT_IMAGE=IMAGE,
+                   PI_DEMO_DB_PORT=str(port), PI_DEMO_TOMCAT_PORT=str(free_port()),
+                   PI_DEMO_HEALTH_PORT=str(free_port()), PI_DEMO_ALM_PORT=str(free_port()))
+        p = run([str(SCRIPTS / "docker-demo.sh"), "up"], env=env)
+    assert p.returncode == 1
+    assert (f"demo: port {port} (PI_DEMO_DB_PORT) is in use on this host; "
+            "set PI_DEMO_DB_PORT to a free port") in p.stderr
+    assert docker("ps", "-aq", "--filter",
+                  f"label=com.docker.compose.project={project}").stdout.strip() == ""
