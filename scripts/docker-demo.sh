@@ -50,7 +50,10 @@ check_ports() {
 import socket, sys
 busy = []
 for spec in sys.argv[1:]:
-    var, port = spec.split("=")
+    var, port = spec.split("=", 1)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        busy.append(f"{var} must be a port number from 1 to 65535, got {port!r}")
+        continue
     s = socket.socket()
     try:
         s.bind(("0.0.0.0", int(port)))

@@ -28,18 +28,17 @@ def test_scripts_reject_unknown_arguments_with_usage():
 
 def test_demo_that_cannot_become_healthy_fails_with_the_dashboard_logs(images):
     project = f"pi_agent_test_{RUN_ID}_broken".replace("-", "_")
-    ports = {name: free_port() for name in ("HEALTH", "ALM", "DB")}
+    ports = {name: free_port() for name in ("TOMCAT", "HEALTH", "ALM", "DB")}
     env = dict(os.environ, PI_DEMO_PROJECT=project, PI_AGENT_IMAGE=IMAGE,
-               PI_DEMO_TOMCAT_PORT="not-a-port", PI_DEMO_WAIT_SECONDS="120",
+               PI_DEMO_LOG_FORMAT="yaml", PI_DEMO_WAIT_SECONDS="120",
                **{f"PI_DEMO_{k}_PORT": str(v) for k, v in ports.items()})
     compose = ["docker-compose", "-p", project, "-f", str(ROOT / "docker-compose.yml")]
     try:
         p = run([str(SCRIPTS / "docker-demo.sh"), "up"], env=env, timeout=600)
         assert p.returncode == 1
         assert "demo: the dashboard did not become healthy; its last log lines:" in p.stderr
-        # The agent's own configuration error is among them: the probe URL
-        # built from the bad port names its variable.
-        assert "PI_AGENT_PROBE_URL" in p.stderr
+        # The agent's own configuration error is among them, naming the variable.
+        assert "PI_AGENT_LOG_FORMAT" in p.stderr
     finally:
         run(compose + ["down", "-v", "--remove-orphans"], env=env, timeout=300)
 
@@ -74,6 +73,14 @@ def test_alm_stub_refuses_a_request_without_customer_key(alm_stub):
     except urllib.error.HTTPError as e:
         assert e.code == 400
         assert json.loads(e.read())["error"] == "expected JSON with customer_key"
+
+
+def test_demo_refuses_a_port_that_is_not_a_number(images):
+    env = dict(os.environ, PI_DEMO_PROJECT=f"pi_agent_test_{RUN_ID}_nan".replace("-", "_"),
+               PI_DEMO_TOMCAT_PORT="80a")
+    p = run([str(SCRIPTS / "docker-demo.sh"), "up"], env=env)
+    assert p.returncode == 1
+    assert "demo: PI_DEMO_TOMCAT_PORT must be a port number from 1 to 65535, got '80a'" in p.stderr
 
 
 def test_demo_names_the_variable_of_a_busy_port_and_starts_nothing(images):
