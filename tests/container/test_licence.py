@@ -99,3 +99,19 @@ def test_alm_down_without_a_cache_is_unreachable_but_the_dashboard_starts(dashbo
     lic = licence_check(d.wait_ready())
     assert lic["status"] == "unreachable", lic
     assert lic["reason"]
+
+
+def test_expired_offline_licence_is_reported_and_the_dashboard_still_starts(dashboards, alm_stub):
+    token = alm_stub.sign("--sub", "offline-customer-8", "--nbf-days", "-30", "--days", "-3")
+    d = dashboards("expired", env={"PI_LICENCE": token, "PI_LICENCE_PUBLIC_KEY_FILE": PUBKEY,
+                                   "PI_EFS_MODE": "off"},
+                   volumes=[alm_stub.mount()]).start()
+    lic = licence_check(d.wait_ready())
+    assert lic["status"] == "expired", lic
+    assert lic["reason"]
+    # The product shows its own notice: the page gets the status, not "valid".
+    page = http_get(f"http://127.0.0.1:{d.tomcat_port}/pi/")[1].decode()
+    assert 'class="bad">expired<' in page
+    errors = [r for r in d.records() if r["level"] == "error"]
+    assert errors, "an unusable licence is logged at error level"
+    assert_no_secret(d, token, token.split(".")[2])
