@@ -39,7 +39,6 @@ COPY hooks/ /etc/pi-agent/hooks/
 LABEL org.opencontainers.image.title="Panintelligence dashboard with pi-agent" \
       org.opencontainers.image.description="The dashboard's Tomcat supervised by pi-agent: licence, EFS layout, health on :8225, drain on stop, lifecycle hooks" \
       org.opencontainers.image.version="${PI_AGENT_VERSION}" \
-      org.opencontainers.image.licenses="proprietary" \
       org.opencontainers.image.base.name="${PI_DASHBOARD_IMAGE}"
 # Docker and compose use this; ECS has its own healthCheck with the same command.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
