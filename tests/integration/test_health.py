@@ -556,3 +556,47 @@ def test_probe_reasons_for_odd_answers(start_agent, tmp_path, reply, reason):
         stop.set()
         t.join()
         srv.close()
+
+
+def test_random_bytes_from_many_clients_do_not_hurt(start_agent, tmp_path):
+    """Bounded (600 connections) storm of random and half-valid requests,
+    sent in random pieces and abandoned at random points; the agent keeps
+    answering and still handles SIGTERM."""
+    import random
+    rnd = random.Random(1234)
+    d = Dash(start_agent, tmp_path, PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS=1)
+    wait_for(d.status_is(200, "ok"), what="ok")
+    pieces = [b"GET ", b"HEAD ", b"POST ", b"/health", b"/live", b"/metrics", b" HTTP/1.1",
+              b" HTTP/1.0", b"\r\n", b"\n", b"Host: x", b"Content-Length: 3", b"Connection: close",
+              b"Transfer-Encoding: chunked", b"\x00", b":", b" ", b"a" * 5000]
+    for i in range(600):
+        s = socket.socket()
+        s.settimeout(0.05)  # the test never waits for the server's own timeouts
+        try:
+            s.connect(("127.0.0.1", d.health_port))
+            data = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 12)))
+            if rnd.random() < 0.3:
+                data = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 300)))
+            pos = 0
+            while pos < len(data):
+                step = rnd.randint(1, len(data) - pos)
+                s.sendall(data[pos:pos + step])
+                pos += step
+            if rnd.random() < 0.5:
+                s.shutdown(socket.SHUT_WR)
+            if rnd.random() < 0.5:
+                try:
+                    s.recv(65536)
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        finally:
+            if rnd.random() < 0.3:
+                # Abort with a reset instead of a clean close.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+    status, _, body = d.get("/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    d.agent.signal(signal.SIGTERM)
+    assert d.agent.wait() == 0
