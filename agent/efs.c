@@ -776,6 +776,7 @@ static void scan_done(struct loop *loop, const struct worker_result *res, void *
         st->reason[0] = '\0';
     }
     free(rep);
+    state_changed(rt.state);
     schedule_rescan(loop);
 }
 

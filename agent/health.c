@@ -31,7 +31,6 @@
 #define BODY_DISCARD_MAX (64 * 1024)    /* larger request bodies get 413 */
 #define LINGER_MS 2000                  /* drain after an error before closing */
 #define SWEEP_MS 500
-#define WATCH_MS 500
 #define ACCEPT_PAUSE_MS 100             /* after EMFILE/ENFILE */
 
 /* ---- settings ----------------------------------------------------------- */
@@ -140,7 +139,7 @@ struct health_server {
     void *ctx;
     int listen_fd;
     bool accept_paused;
-    long sweep_timer, watch_timer, accept_timer;
+    long sweep_timer, accept_timer;
     struct conn *conns;
     unsigned nconns;
     uint64_t last_limit_log_ms;
@@ -634,10 +633,14 @@ static void on_accept(struct loop *loop, int fd, uint32_t events, void *ctx)
     }
 }
 
-static void on_watch(struct loop *loop, void *ctx)
+/* Every change of state made by a loop callback ends here: the verdict is
+ * recomputed at once (logging changes and announcing the first ready), so
+ * nothing needs to poll. */
+static void on_state_change(void *ctx)
 {
-    (void)loop;
-    current_verdict(ctx); /* logs changes, announces the first ready */
+    struct health_server *srv = ctx;
+    srv->checked_ms = 0; /* a change within the same millisecond still counts */
+    current_verdict(srv);
 }
 
 static int open_listener(const struct health_config *cfg)
@@ -710,12 +713,9 @@ struct health_server *health_server_start(struct loop *loop, const struct health
     } else {
         log_info("health endpoint disabled (PI_AGENT_HEALTH_PORT=0)");
     }
-    srv->watch_timer = loop_timer_add(loop, WATCH_MS, WATCH_MS, on_watch, srv);
-    if (srv->watch_timer < 0) {
-        log_error("health: cannot add the readiness timer");
-        health_server_free(srv);
-        return NULL;
-    }
+    state->on_change = on_state_change;
+    state->on_change_ctx = srv;
+    on_state_change(srv); /* the state as it is now, after the start phases */
     return srv;
 }
 
@@ -727,8 +727,10 @@ void health_server_free(struct health_server *srv)
         conn_close(srv->conns);
     if (srv->sweep_timer > 0)
         loop_timer_cancel(srv->loop, srv->sweep_timer);
-    if (srv->watch_timer > 0)
-        loop_timer_cancel(srv->loop, srv->watch_timer);
+    if (srv->state->on_change_ctx == srv) {
+        srv->state->on_change = NULL;
+        srv->state->on_change_ctx = NULL;
+    }
     if (srv->accept_timer > 0)
         loop_timer_cancel(srv->loop, srv->accept_timer);
     if (srv->listen_fd >= 0) {

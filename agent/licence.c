@@ -792,6 +792,7 @@ static void remember(const struct resolution *r)
         uint64_t since = g.state->licence.since_ms;
         g.state->licence = r->st;
         g.state->licence.since_ms = changed || since == 0 ? wall_now_ms() : since;
+        state_changed(g.state);
     }
 }
 
@@ -935,6 +936,7 @@ static void on_check_timer(struct loop *loop, void *ctx)
         bool day_passed = days != g.state->licence.days_left;
         g.state->licence.days_left = days;
         g.state->licence.has_days_left = true;
+        state_changed(g.state);
         if (st != g.status || day_passed) {
             struct resolution r = { .status = st, .have_claims = true, .claims = g.claims };
             r.st = g.state->licence;

@@ -183,6 +183,7 @@ static void begin_stop(struct agent *a, int sig)
     /* /health answers 503 draining from now on, so the ALB stops sending new
      * requests while Tomcat finishes the ones it has. */
     a->state.draining = true;
+    state_changed(&a->state);
     unsigned drain_s = supervise_child_running(a->sv) ? a->cfg.health.drain_s : 0;
     log_info("stop requested", LF_INT("signal", sig), LF_INT("drain_s", drain_s),
              LF_INT("grace_s", a->cfg.agent.stop_grace_s));

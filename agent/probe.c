@@ -201,6 +201,7 @@ static void set_probe_state(struct probe *pr, bool passed, const char *reason)
     else if (!passed)
         log_debug("Tomcat probe failed", LF_STR("url", pr->cfg->probe_url),
                   LF_STR("reason", reason), LF_STR("status", word));
+    state_changed(pr->state);
 }
 
 static void probe_end(struct probe *pr, bool passed, const char *reason)

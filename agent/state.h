@@ -88,6 +88,17 @@ struct agent_state {
     struct efs_state efs;
     struct task_metadata metadata;
     char hooks_failure[STATE_REASON_MAX]; /* last failed hook, "" when none */
+
+    /* Called after a loop callback changed anything readiness depends on, so
+     * the health module re-evaluates at once instead of polling. */
+    void (*on_change)(void *ctx);
+    void *on_change_ctx;
 };
+
+static inline void state_changed(struct agent_state *st)
+{
+    if (st->on_change)
+        st->on_change(st->on_change_ctx);
+}
 
 #endif

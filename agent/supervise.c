@@ -261,6 +261,7 @@ int supervise_start(struct supervisor *sv, char *const *envp)
     sv->started_ms = loop_now_ms();
     sv->state->child_pid = pid;
     sv->state->child_running = true;
+    state_changed(sv->state);
     if (reap_watch(pid, child_exited, sv) != 0)
         log_error("cannot watch the child", LF_STR("error", strerror(errno)));
 
@@ -437,6 +438,7 @@ static void child_exited(pid_t pid, int status, void *ctx)
     sv->exit_status = exit_status_from_wait(status);
     sv->state->child_pid = 0;
     sv->state->child_running = false;
+    state_changed(sv->state);
     if (WIFSIGNALED(status))
         log_info("child exited", LF_INT("pid", pid), LF_INT("signal", WTERMSIG(status)),
                  LF_INT("exit_status", sv->exit_status), LF_INT("ran_ms", ran));
