@@ -629,7 +629,10 @@ int efs_start(const struct efs_config *cfg, const struct run_as *run_as, struct 
         set_word(st->status, sizeof(st->status), "failed");
         st->budget_bytes = cfg->budget_bytes;
         st->since_ms = wall_now_ms();
-        if (res.timed_out)
+        if (res.interrupted)
+            efs_fmt(st->reason, sizeof(st->reason),
+                     "PI_EFS_ROOT=%s: storage preparation was ended by a stop request", cfg->root);
+        else if (res.timed_out)
             efs_fmt(st->reason, sizeof(st->reason),
                      "PI_EFS_ROOT=%s: storage preparation did not finish within "
                      "PI_EFS_START_TIMEOUT_SECONDS=%u",

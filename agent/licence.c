@@ -649,7 +649,9 @@ static void resolve_in_worker(const struct resolve_opts *o, struct resolution *r
         memset(r, 0, sizeof(*r));
         r->st.users = -1;
         char reason[STATE_REASON_MAX];
-        if (wr.timed_out)
+        if (wr.interrupted)
+            snprintf(reason, sizeof(reason), "the licence check was ended by a stop request");
+        else if (wr.timed_out)
             snprintf(reason, sizeof(reason), "the licence check did not finish within %d s",
                      timeout_ms / 1000);
         else if (wr.signal)

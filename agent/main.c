@@ -16,6 +16,7 @@
 #include "childenv.h"
 #include "config.h"
 #include "efs.h"
+#include "emf.h"
 #include "health.h"
 #include "hooks.h"
 #include "licence.h"
@@ -23,7 +24,6 @@
 #include "loop.h"
 #include "metadata.h"
 #include "probe.h"
-#include "emf.h"
 #include "reap.h"
 #include "state.h"
 #include "supervise.h"
@@ -256,17 +256,20 @@ static int stop_pending(void)
 }
 
 /* Start phases, in order, before the child exists. Each returns 0 or the
- * exit status that stops the start. */
+ * exit status that stops the start; a stop request skips the rest (the
+ * caller sees it pending). */
 static int start_phases(struct agent *a)
 {
     int rc;
 
     metadata_load(&a->state.metadata);
+    if (stop_pending())
+        return 0;
     rc = licence_start(&a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
-    if (rc != 0)
+    if (rc != 0 || stop_pending())
         return rc;
     rc = efs_start(&a->cfg.efs, &a->cfg.agent.run_as, &a->state);
-    if (rc != 0)
+    if (rc != 0 || stop_pending())
         return rc;
     return hooks_run_sync(&a->cfg.hooks, "pre-start", &a->env, 0, &a->state);
 }
@@ -323,13 +326,13 @@ static int run(struct agent *a)
     }
 
     rc = start_phases(a);
-    if (rc != 0) {
-        log_error("start stopped before the dashboard was started", LF_INT("exit_status", rc));
-        return rc;
-    }
     if ((sig = stop_pending()) != 0) {
         log_info("stop requested during start-up: the dashboard is not started", LF_INT("signal", sig));
         return 128 + sig;
+    }
+    if (rc != 0) {
+        log_error("start stopped before the dashboard was started", LF_INT("exit_status", rc));
+        return rc;
     }
 
     a->loop = loop_new();

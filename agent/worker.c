@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,28 +118,48 @@ int worker_run(const char *name, worker_fn fn, void *arg, int timeout_ms,
     if (pid < 0)
         return -1;
 
+    /* A stop request must not wait for a slow worker (an ALM that does not
+     * answer, a seed lock held elsewhere): ECS kills the task when its stop
+     * timeout runs out. Reading nothing from this signalfd leaves the signal
+     * pending for main. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    int stopfd = signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC);
+
     uint64_t deadline = loop_now_ms() + (uint64_t)timeout_ms;
     int eof = 0;
     while (!eof) {
         uint64_t now = loop_now_ms();
         if (now >= deadline)
             break;
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int n = poll(&p, 1, (int)(deadline - now));
+        struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = stopfd, .events = POLLIN } };
+        int n = poll(p, stopfd >= 0 ? 2 : 1, (int)(deadline - now));
         if (n < 0 && errno != EINTR)
             break;
-        if (n > 0) {
+        if (n > 0 && p[0].revents) {
             int r = drain_pipe(fd, out);
             if (r != 0)
                 eof = 1;
         }
+        if (n > 0 && stopfd >= 0 && p[1].revents) {
+            out->interrupted = 1;
+            break;
+        }
     }
     close(fd);
+    if (stopfd >= 0)
+        close(stopfd);
     if (!eof) {
-        out->timed_out = 1;
         kill(pid, SIGKILL);
-        log_warn("worker overran its time limit and was killed", LF_STR("worker", name),
-                 LF_INT("timeout_ms", timeout_ms));
+        if (out->interrupted) {
+            log_info("stop requested: worker ended", LF_STR("worker", name));
+        } else {
+            out->timed_out = 1;
+            log_warn("worker overran its time limit and was killed", LF_STR("worker", name),
+                     LF_INT("timeout_ms", timeout_ms));
+        }
     }
     /* After EOF the process is exiting; give it a moment, then insist. */
     if (reap_wait(pid, eof ? 5000 : 1000, &status) != 0) {
@@ -147,7 +168,7 @@ int worker_run(const char *name, worker_fn fn, void *arg, int timeout_ms,
             return 0;
     }
     set_status(out, status);
-    if (!out->exited)
+    if (!out->exited && !out->interrupted && !out->timed_out)
         log_error("worker crashed", LF_STR("worker", name), LF_INT("signal", out->signal));
     return 0;
 }

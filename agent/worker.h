@@ -18,11 +18,14 @@ struct worker_result {
     int exit_code;     /* exit code, when exited */
     int signal;        /* terminating signal, or 0 */
     int timed_out;     /* killed because it overran its time limit */
+    int interrupted;   /* worker_run only: killed because SIGTERM/SIGINT arrived */
     char *data;        /* what it wrote (malloc'd, NUL-terminated), may be NULL */
     size_t len;
 };
 
-/* Before the loop runs: fork, collect the report, reap. Returns 0 when the
+/* Before the loop runs: fork, collect the report, reap. A SIGTERM or SIGINT
+ * that arrives meanwhile (blocked, waiting for the loop's signalfd) ends the
+ * worker at once and is left pending for main to act on. Returns 0 when the
  * worker ran (whatever it reported), -1 when it could not be started. */
 int worker_run(const char *name, worker_fn fn, void *arg, int timeout_ms,
                struct worker_result *out);

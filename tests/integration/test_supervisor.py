@@ -362,3 +362,29 @@ def test_log_level_filters_debug_and_info(start_agent):
     levels = {r["level"] for r in agent.logs()}
     assert levels <= {"warn", "error"}
     assert not any(r["msg"] == "child started" for r in agent.logs())
+
+
+def test_sigterm_during_a_slow_start_phase_exits_at_once(start_agent, tmp_path):
+    # An ALM that accepts connections but never answers keeps the licence
+    # phase busy for up to PI_ALM_TIMEOUT_SECONDS; ECS's stop must not wait.
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    marker = tmp_path / "dashboard-started"
+    env = agent_env(PI_LICENCE="customer-key-for-a-slow-alm", PI_ALM_TIMEOUT_SECONDS="120",
+                    PI_ALM_URL=f"https://localhost:{port}/licence")
+    try:
+        agent = start_agent(["--", "touch", str(marker)], env=env)
+        time.sleep(1.5)
+        assert agent.proc.poll() is None, "the licence phase should still be waiting"
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(timeout=20) == 143
+    finally:
+        silent.close()
+    assert not marker.exists(), "the dashboard must not be started once a stop was requested"
+    msgs = [r["msg"] for r in agent.logs()]
+    assert "stop requested: worker ended" in msgs
+    assert "stop requested during start-up: the dashboard is not started" in msgs
+    assert "worker crashed" not in msgs
