@@ -211,6 +211,21 @@ static int copy_bytes(int in, int out)
     }
 }
 
+/* Renames the finished temporary into place unless something is there
+ * already (customer data wins), and counts the outcome. */
+static void place_and_count(struct seed_ctx *c, int dfd, const char *tmp, const char *name)
+{
+    int placed = place_noreplace(dfd, tmp, name);
+    if (placed < 0) {
+        seed_error(c, name, "cannot rename into place", errno);
+        (void)unlinkat(dfd, tmp, 0);
+    } else if (placed == 0) {
+        c->res->kept++;
+    } else {
+        c->res->copied++;
+    }
+}
+
 static void copy_file(struct seed_ctx *c, int sfd, int dfd, const char *name,
                       const struct stat *st)
 {
@@ -244,15 +259,7 @@ static void copy_file(struct seed_ctx *c, int sfd, int dfd, const char *name,
         (void)unlinkat(dfd, tmp, 0);
         return;
     }
-    int placed = place_noreplace(dfd, tmp, name);
-    if (placed < 0) {
-        seed_error(c, name, "cannot rename into place", errno);
-        (void)unlinkat(dfd, tmp, 0);
-    } else if (placed == 0) {
-        c->res->kept++;
-    } else {
-        c->res->copied++;
-    }
+    place_and_count(c, dfd, tmp, name);
 }
 
 static void copy_symlink(struct seed_ctx *c, int sfd, int dfd, const char *name)
@@ -276,15 +283,7 @@ static void copy_symlink(struct seed_ctx *c, int sfd, int dfd, const char *name)
         (void)unlinkat(dfd, tmp, 0);
         return;
     }
-    int placed = place_noreplace(dfd, tmp, name);
-    if (placed < 0) {
-        seed_error(c, name, "cannot rename into place", errno);
-        (void)unlinkat(dfd, tmp, 0);
-    } else if (placed == 0) {
-        c->res->kept++;
-    } else {
-        c->res->copied++;
-    }
+    place_and_count(c, dfd, tmp, name);
 }
 
 /* Removes what an interrupted seed left in this destination directory. Only
