@@ -249,8 +249,20 @@ static int write_atomic(const char *dir, const char *name, const void *data, siz
 {
     char path[512], tmp[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%ld", dir, name, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    /* The cache directory on EFS is shared by every task, whose workers can
+     * have the same pid: a random part and O_EXCL keep one writer from
+     * truncating another's temporary (or a file linked there). */
+    int fd = -1;
+    for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
+        uint64_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+            rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)attempt;
+        snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%ld.%016llx", dir, name, (long)getpid(),
+                 (unsigned long long)rnd);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
     if (fd < 0) {
         snprintf(error, cap, "cannot create %s: %s", tmp, strerror(errno));
         return -1;

@@ -352,6 +352,29 @@ def test_cache_is_used_when_the_alm_cannot_be_reached(tmp_path, pki, alm_stub, s
     assert_no_secrets(pki, *agent_outputs(agent, tmp_path), extra=[token])
 
 
+def test_cache_write_never_truncates_another_writers_temporary(tmp_path, pki, alm_stub,
+                                                               start_agent):
+    """Every task shares the cache folder on EFS, and their workers can have
+    the same pid: a file already at a temporary name (another task's write in
+    flight, here linked to a file that must not change) is never opened for
+    writing."""
+    token = pki.vendor.sign(claims(days_from_now=100))
+    stub = alm_stub().respond(licence_response(token))
+    cache = tmp_path / "efs" / ".pi-agent"
+    cache.mkdir(parents=True)
+    victim = cache / "other-writer"
+    victim.write_text("another task's licence, half written")
+    victim.chmod(0o640)
+    for pid in range(1, 400):
+        os.link(victim, cache / f".licence.tmp.{pid}")
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, _, _ = run_agent(start_agent, env, tmp_path, pid1=True)
+    assert rc == 0
+    assert (cache / "licence").read_text() == token
+    assert victim.read_text() == "another task's licence, half written"
+    assert (victim.stat().st_mode & 0o777) == 0o640
+
+
 def test_cache_is_ignored_after_401(tmp_path, pki, alm_stub):
     token = pki.vendor.sign(claims(days_from_now=100))
     cache = tmp_path / "efs" / ".pi-agent"
