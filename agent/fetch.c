@@ -105,6 +105,7 @@ void fetch_redact_url(const char *url, char *out, size_t cap)
     size_t scheme_len = (size_t)(auth - url);
     const char *host = auth;
     size_t host_len = len;
+    const char *hidden = "";
     for (size_t i = len; i > 0; i--) {
         if (auth[i - 1] == '@') {
             host = auth + i;
@@ -112,10 +113,31 @@ void fetch_redact_url(const char *url, char *out, size_t cap)
             break;
         }
     }
-    const char *path = auth + len;
+    if (host == auth) {
+        /* A password holding an unencoded '/', '?' or '#' (generated secrets
+         * often do) ends the authority early, and the rest of it would be
+         * shown as the path. An '@' in the path, or anywhere after an
+         * authority with a ':', marks user info: everything up to the last
+         * such '@' is hidden. */
+        const char *rest = auth + len;
+        size_t span = memchr(auth, ':', len) ? strlen(rest) : strcspn(rest, "?#");
+        const char *at = NULL;
+        for (size_t i = span; i > 0; i--) {
+            if (rest[i - 1] == '@') {
+                at = rest + i - 1;
+                break;
+            }
+        }
+        if (at) {
+            hidden = "(hidden)@";
+            host = at + 1;
+            host_len = strcspn(host, "/?#");
+        }
+    }
+    const char *path = host + host_len;
     size_t path_len = strcspn(path, "?#");
-    snprintf(out, cap, "%.*s%.*s%.*s", (int)scheme_len, url, (int)host_len, host, (int)path_len,
-             path);
+    snprintf(out, cap, "%.*s%s%.*s%.*s", (int)scheme_len, url, hidden, (int)host_len, host,
+             (int)path_len, path);
 }
 
 const char *fetch_step_name(enum fetch_step step)

@@ -114,6 +114,19 @@ static void url_helpers(void **s)
     assert_string_equal(out, "https://licences.example.com:8443/v1/lic");
     fetch_redact_url("https://h", out, sizeof(out));
     assert_string_equal(out, "https://h");
+    /* A password with an unencoded '/' or '?' (common in generated secrets)
+     * ends the authority early: it must not show up as the path. */
+    fetch_redact_url("https://admin:Zx9/Qw+pass@licences.example.com/v1/lic", out, sizeof(out));
+    assert_null(strstr(out, "Zx9"));
+    assert_null(strstr(out, "Qw+pass"));
+    assert_string_equal(out, "https://(hidden)@licences.example.com/v1/lic");
+    fetch_redact_url("https://admin:Zx9?Qw+pass@licences.example.com/v1/lic?sig=1", out,
+                     sizeof(out));
+    assert_null(strstr(out, "Zx9"));
+    assert_null(strstr(out, "Qw+pass"));
+    fetch_redact_url("https://admin:Zx9#Qw+pass@licences.example.com/v1/lic", out, sizeof(out));
+    assert_null(strstr(out, "Zx9"));
+    assert_null(strstr(out, "Qw+pass"));
     fetch_redact_url("nonsense", out, sizeof(out));
     assert_string_equal(out, "(not a URL)");
 
