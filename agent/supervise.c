@@ -399,7 +399,10 @@ static void finish_cleanup(struct supervisor *sv)
 
     bool failed = sv->exit_status != 0;
     bool runnable = sv->exit_status != 126 && sv->exit_status != 127;
-    if (!sv->stop_requested && failed && runnable && sv->cfg->restart == RESTART_ON_FAILURE &&
+    /* Once a stop was asked for (draining, pre-stop hooks) the task is going
+     * away: a child that dies meanwhile is not started again. */
+    bool stopping = sv->stop_requested || sv->state->draining;
+    if (!stopping && failed && runnable && sv->cfg->restart == RESTART_ON_FAILURE &&
         sv->state->child_restarts < sv->cfg->max_restarts) {
         unsigned delay = restart_backoff_ms(sv->failures);
         log_warn("restarting the child", LF_INT("exit_status", sv->exit_status),

@@ -341,6 +341,23 @@ def test_restart_on_failure_is_bounded(start_agent, tmp_path):
     assert [r["in_ms"] for r in restarts] == [1000, 2000]
 
 
+def test_no_restart_once_a_stop_was_requested(start_agent, tmp_path):
+    # The child dies by itself while the agent drains after SIGTERM: the task
+    # is going away, so on-failure must not start it again.
+    counter = tmp_path / "runs"
+    env = agent_env(PI_AGENT_RESTART="on-failure", PI_AGENT_MAX_RESTARTS="3",
+                    PI_AGENT_DRAIN_SECONDS="10")
+    script = f'trap "exit 4" USR1; echo run >> {counter}; while :; do sleep 0.1; done'
+    agent = start_agent(["--", "sh", "-c", script], env=env)
+    wait_for(lambda: counter.exists() and "run" in counter.read_text(), what="child ready")
+    agent.signal(signal.SIGTERM)
+    time.sleep(0.5)  # ordering only: the stop is under way before the child dies
+    agent.signal(signal.SIGUSR1)
+    assert agent.wait(timeout=30) == 4
+    assert counter.read_text().count("run") == 1
+    assert "restarting the child" not in messages(agent)
+
+
 def test_restart_never_is_the_default(start_agent, tmp_path):
     counter = tmp_path / "runs"
     agent = start_agent(["--", "sh", "-c", f"echo run >> {counter}; exit 4"])
