@@ -298,7 +298,10 @@ def test_post_ready_pre_stop_and_post_stop_in_order(start_agent, hooks, tmp_path
     hooks.add("pre-stop", "10-before", 'echo "pre-stop child=$PI_AGENT_CHILD_PID" >> "$OUT"')
     hooks.add("post-stop", "10-after", 'echo "post-stop" >> "$OUT"')
     agent = start_agent(["--", PY, str(child)], env=hooks.env())
-    wait_for(lambda: any(l.startswith("post-ready") for l in hooks.lines()), what="post-ready hook")
+    # The child writes its line once its SIGTERM handler is in place; the
+    # post-ready hook may run before that.
+    wait_for(lambda: {l.split()[0] for l in hooks.lines() if l.strip()} >= {"child", "post-ready"},
+             what="post-ready hook and child ready")
     agent.signal(signal.SIGTERM)
     assert agent.wait() == 0, agent.stderr
     lines = hooks.lines()
