@@ -127,6 +127,22 @@ int efs_links_parse(const char *var, const char *text, struct efs_links *out,
                 return config_fail(err, var, "folder '%s' is listed twice", l->name);
             if (strcmp(out->link[i].path, l->path) == 0)
                 return config_fail(err, var, "path '%s' is listed twice", l->path);
+            /* Once the outer path is a symlink to its EFS folder, the inner
+             * one lies inside that folder: linking it would move customer
+             * data aside there. */
+            const char *a = out->link[i].path, *b = l->path;
+            size_t al = strlen(a), bl = strlen(b);
+            if (al > bl) {
+                const char *t = a;
+                a = b;
+                b = t;
+                size_t tl = al;
+                al = bl;
+                bl = tl;
+            }
+            if (strncmp(a, b, al) == 0 && b[al] == '/')
+                return config_fail(err, var, "path '%s' is inside path '%s'; the folders must not "
+                                   "nest", b, a);
         }
         out->count++;
         if (!end)

@@ -174,6 +174,10 @@ static void links_parse_rejects_bad_tables(void **s)
         { "themes:/a/../etc", "must not contain" },
         { "themes:/a,themes:/b", "listed twice" },
         { "a:/x,b:/x/", "listed twice" },
+        /* Linking the outer path first would put the inner one inside an
+         * EFS folder: the agent would move customer data there aside. */
+        { "a:/x,b:/x/y", "inside" },
+        { "b:/x/y/z,a:/x", "inside" },
         { "a:/1,b:/2,c:/3,d:/4,e:/5,f:/6,g:/7,h:/8,i:/9,j:/10,k:/11,l:/12,m:/13,n:/14,o:/15,"
           "p:/16,q:/17", "more than 16" },
         { "abcdefghijabcdefghijabcdefghijabc:/x", "not a plain name" },
