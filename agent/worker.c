@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "execprep.h"
 #include "log.h"
 #include "loop.h"
 #include "reap.h"
@@ -96,6 +97,10 @@ static pid_t spawn(const char *name, worker_fn fn, void *arg, int *read_fd)
     }
     if (pid == 0) {
         close(fds[0]);
+        /* Only fds 0-2 and the report pipe: a copy of the agent's health
+         * sockets held here would keep a connection PID 1 has closed open
+         * (no FIN, the client never sees the end) for as long as the work runs. */
+        execprep_close_fds(fds[1]);
         /* The worker must die from SIGTERM/SIGKILL like any process, and must
          * not read the agent's signalfd queue. */
         sigset_t none;

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -15,6 +17,7 @@
 #include "loop.h"
 #include "reap.h"
 #include "supervise.h"
+#include "worker.h"
 
 /* wait(2) statuses built the way the kernel encodes them */
 #define EXITED(code) (((code) & 0xff) << 8)
@@ -246,6 +249,31 @@ static void reap_wait_times_out_and_restores_the_watch(void **s)
     assert_int_equal(stranger_calls, 1);
 }
 
+/* The worker reports whether the fd given as arg is still open in it. */
+static int report_fd_open(void *arg, int out_fd)
+{
+    int fd = *(int *)arg;
+    char open_ = fcntl(fd, F_GETFD) != -1 ? 'y' : 'n';
+    return worker_write_all(out_fd, &open_, 1) == 0 ? 0 : 1;
+}
+
+static void worker_holds_no_descriptor_of_the_agent(void **s)
+{
+    (void)s;
+    int sv[2];
+    /* Stands for a health connection PID 1 has open when the worker forks. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct worker_result res;
+    assert_int_equal(worker_run("fd-check", report_fd_open, &sv[0], 5000, &res), 0);
+    assert_true(res.exited);
+    assert_int_equal(res.exit_code, 0);
+    assert_int_equal(res.len, 1);
+    assert_int_equal(res.data[0], 'n');
+    worker_result_free(&res);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +288,7 @@ int main(void)
         cmocka_unit_test(loop_dispatches_fd_events),
         cmocka_unit_test(reap_wait_gets_the_status_even_after_reap_all),
         cmocka_unit_test(reap_wait_times_out_and_restores_the_watch),
+        cmocka_unit_test(worker_holds_no_descriptor_of_the_agent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
