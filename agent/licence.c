@@ -1,6 +1,7 @@
 /* licence: start phase, loop timers and `pi-agent licence` (see licence.h). */
 #include "licence.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -317,6 +318,41 @@ static bool efs_root_usable(const struct licence_config *cfg)
     return stat(cfg->efs_root, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* A temporary of the cache older than this was left by a writer that was
+ * killed: the write itself takes milliseconds. */
+#define CACHE_TMP_STALE_S 3600
+
+/* Removes temporaries that killed writers (of any task) left in the cache
+ * folder: each holds a copy of a licence. Only names of our own pattern,
+ * only regular files, only old ones. */
+static void cache_remove_stale_temps(const char *dir)
+{
+    static const char prefix[] = "." CACHE_FILE_NAME ".tmp.";
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return;
+    }
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            now - st.st_mtime < CACHE_TMP_STALE_S)
+            continue;
+        if (unlinkat(dfd, e->d_name, 0) != 0 && errno != ENOENT)
+            log_warn("cannot remove a stale temporary of the licence cache",
+                     LF_STR("path", dir), LF_STR("name", e->d_name),
+                     LF_STR("error", strerror(errno)));
+    }
+    closedir(d); /* closes dfd */
+}
+
 static void cache_store(const struct licence_config *cfg, const char *token, size_t len)
 {
     if (!efs_root_usable(cfg)) {
@@ -331,6 +367,7 @@ static void cache_store(const struct licence_config *cfg, const char *token, siz
                  LF_STR("error", strerror(errno)));
         return;
     }
+    cache_remove_stale_temps(dir);
     if (write_atomic(dir, CACHE_FILE_NAME, token, len, 0600, NULL, error, sizeof(error)) != 0) {
         log_warn("cannot cache the licence on EFS", LF_STR("error", error));
         return;

@@ -375,6 +375,32 @@ def test_cache_write_never_truncates_another_writers_temporary(tmp_path, pki, al
     assert (victim.stat().st_mode & 0o777) == 0o640
 
 
+def test_cache_write_removes_stale_temporaries_only(tmp_path, pki, alm_stub, start_agent):
+    """A writer killed mid-write leaves a temporary holding a licence on EFS:
+    old ones are removed, a fresh one (a write in flight) and other files are
+    not."""
+    token = pki.vendor.sign(claims(days_from_now=100))
+    stub = alm_stub().respond(licence_response(token))
+    cache = tmp_path / "efs" / ".pi-agent"
+    cache.mkdir(parents=True)
+    stale = cache / ".licence.tmp.7.0123456789abcdef"
+    fresh = cache / ".licence.tmp.8.fedcba9876543210"
+    other = cache / ".licence.tmp-customer-note"
+    for f in (stale, fresh, other):
+        f.write_text("x")
+    day_ago = os.stat(stale).st_mtime - 86400
+    os.utime(stale, (day_ago, day_ago))
+    os.utime(other, (day_ago, day_ago))
+    env = licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url())
+    rc, _, _ = run_agent(start_agent, env, tmp_path)
+    assert rc == 0
+    assert (cache / "licence").read_text() == token
+    assert not stale.exists()
+    assert fresh.exists() and other.exists()
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        ["licence", fresh.name, other.name])
+
+
 def test_cache_is_ignored_after_401(tmp_path, pki, alm_stub):
     token = pki.vendor.sign(claims(days_from_now=100))
     cache = tmp_path / "efs" / ".pi-agent"
