@@ -180,7 +180,9 @@ void config_free_words(char **words)
     free(words);
 }
 
-/* A name or a number: numbers need no entry in /etc/passwd, as with docker's --user. */
+/* A name or a number: numbers need no entry in /etc/passwd, as with docker's --user.
+ * An id must fit uid_t/gid_t and not be (uid_t)-1: a larger number would wrap
+ * (2^32 to 0, root) when cast. */
 static int parse_id(const char *s, unsigned long *out)
 {
     char *end;
@@ -188,7 +190,9 @@ static int parse_id(const char *s, unsigned long *out)
         return -1;
     errno = 0;
     *out = strtoul(s, &end, 10);
-    return (errno || *end) ? -1 : 0;
+    if (errno || *end || *out >= (unsigned long)(uid_t)-1 || *out >= (unsigned long)(gid_t)-1)
+        return -1;
+    return 0;
 }
 
 int config_parse_run_as(const char *name, const char *value, struct run_as *out,

@@ -139,6 +139,23 @@ static void run_as_unknown_user_is_an_error(void **s)
     assert_non_null(strstr(err.msg, "expected user[:group]"));
 }
 
+static void run_as_id_out_of_range_is_an_error(void **s)
+{
+    (void)s;
+    struct config_error err = { "" };
+    struct run_as ra;
+    /* 2^32 would wrap to uid 0: the child would run as root. */
+    assert_int_equal(config_parse_run_as("PI_AGENT_RUN_AS", "4294967296", &ra, &err), -1);
+    assert_non_null(strstr(err.msg, "PI_AGENT_RUN_AS: "));
+    assert_false(ra.set);
+    assert_int_equal(config_parse_run_as("PI_AGENT_RUN_AS", "4294967295", &ra, &err), -1);
+    assert_int_equal(config_parse_run_as("PI_AGENT_RUN_AS", "1000:4294967296", &ra, &err), -1);
+    assert_non_null(strstr(err.msg, "PI_AGENT_RUN_AS: "));
+    assert_int_equal(config_parse_run_as("PI_AGENT_RUN_AS", "18446744073709551616", &ra, &err), -1);
+    assert_int_equal(config_parse_run_as("PI_AGENT_RUN_AS", "4294967294:4294967294", &ra, &err), 0);
+    assert_int_equal(ra.uid, 4294967294u);
+}
+
 static void agent_config_command_sources(void **s)
 {
     (void)s;
@@ -192,6 +209,7 @@ int main(void)
         cmocka_unit_test(split_words_empty_is_null),
         cmocka_unit_test(run_as_numeric_and_named),
         cmocka_unit_test(run_as_unknown_user_is_an_error),
+        cmocka_unit_test(run_as_id_out_of_range_is_an_error),
         cmocka_unit_test(agent_config_command_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
