@@ -210,7 +210,8 @@ void log_emit(enum log_level level, const char *msg, const struct log_field *fie
         }
         if (l.truncated)
             l.len = 0, puts_(&l, "{\"level\":\"error\",\"msg\":\"log record too long, dropped\"");
-        puts_(&l, "}");
+        /* put() kept room for it: a record that just fits still closes. */
+        l.buf[l.len++] = '}';
     } else {
         puts_(&l, ts);
         puts_(&l, " ");
@@ -234,6 +235,15 @@ void log_emit(enum log_level level, const char *msg, const struct log_field *fie
 void log_raw_line(const char *line)
 {
     size_t len = strlen(line);
+    char buf[LOG_LINE_MAX];
+    /* One write with its newline, like log_emit: the child's output on the
+     * shared stdout must not land between the record and its end. */
+    if (len < sizeof buf) {
+        memcpy(buf, line, len);
+        buf[len] = '\n';
+        write_line(buf, len + 1);
+        return;
+    }
     write_line(line, len);
     write_line("\n", 1);
 }

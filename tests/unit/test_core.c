@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -249,6 +250,75 @@ static void reap_wait_times_out_and_restores_the_watch(void **s)
     assert_int_equal(stranger_calls, 1);
 }
 
+/* Runs fn with stdout pointed at fd; restores it. */
+static void with_stdout(int fd, void (*fn)(void *), void *arg)
+{
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, STDOUT_FILENO), STDOUT_FILENO);
+    fn(arg);
+    assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO);
+    close(saved);
+}
+
+static void emit_raw(void *arg)
+{
+    log_raw_line(arg);
+}
+
+static void raw_line_is_one_write_with_its_newline(void **s)
+{
+    (void)s;
+    int sv[2];
+    char buf[256];
+    /* A datagram socket shows write(2) boundaries: one record, one write, so
+     * the child's output on the shared stdout cannot land before the newline. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+    with_stdout(sv[0], emit_raw, "{\"_aws\":{}}");
+    ssize_t n = recv(sv[1], buf, sizeof buf - 1, MSG_DONTWAIT);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, "{\"_aws\":{}}\n");
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void emit_near_the_limit(void *arg)
+{
+    (void)arg;
+    char a[2001], b[300];
+    memset(a, 'a', sizeof a - 1);
+    a[sizeof a - 1] = '\0';
+    /* Walk the last field's length across the 8 KiB line limit. */
+    for (size_t len = 0; len < sizeof b; len++) {
+        memset(b, 'b', len);
+        b[len] = '\0';
+        log_info("m", LF_STR("k1", a), LF_STR("k2", a), LF_STR("k3", a), LF_STR("k4", a),
+                 LF_STR("k5", b));
+    }
+}
+
+static void json_lines_near_the_limit_stay_whole_objects(void **s)
+{
+    (void)s;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    log_setup(LOG_INFO, LOG_FORMAT_JSON);
+    with_stdout(fileno(f), emit_near_the_limit, NULL);
+    rewind(f);
+    static char line[16384];
+    int lines = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        size_t len = strlen(line);
+        assert_true(len >= 2 && line[len - 1] == '\n');
+        assert_int_equal(line[0], '{');
+        assert_int_equal(line[len - 2], '}');
+        lines++;
+    }
+    assert_int_equal(lines, 300);
+    fclose(f);
+}
+
 /* The worker reports whether the fd given as arg is still open in it. */
 static int report_fd_open(void *arg, int out_fd)
 {
@@ -289,6 +359,8 @@ int main(void)
         cmocka_unit_test(reap_wait_gets_the_status_even_after_reap_all),
         cmocka_unit_test(reap_wait_times_out_and_restores_the_watch),
         cmocka_unit_test(worker_holds_no_descriptor_of_the_agent),
+        cmocka_unit_test(raw_line_is_one_write_with_its_newline),
+        cmocka_unit_test(json_lines_near_the_limit_stay_whole_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
