@@ -603,6 +603,7 @@ int efs_start(const struct efs_config *cfg, const struct run_as *run_as, struct 
 {
     struct efs_state *st = &state->efs;
     memset(&rt.plan, 0, sizeof(rt.plan));
+    housekeeping_set_run_as(run_as);
     if (cfg->mode == EFS_MODE_OFF) {
         memset(st, 0, sizeof(*st));
         set_word(st->mode, sizeof(st->mode), "off");

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -107,12 +108,41 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
 /* ---- in the loop ---------------------------------------------------------- */
 
 static bool running;
+static struct run_as hk_run_as;
+
+void housekeeping_set_run_as(const struct run_as *run_as)
+{
+    memset(&hk_run_as, 0, sizeof(hk_run_as));
+    if (run_as && run_as->set)
+        hk_run_as = *run_as;
+}
+
+/* In the worker: the run-as user's identity, as the supervisor gives it to
+ * the child. */
+static int drop_to_run_as(struct housekeeping_result *res)
+{
+    if (!hk_run_as.set || geteuid() == hk_run_as.uid)
+        return 0;
+    int groups_rc = -1;
+    if (hk_run_as.user[0])
+        groups_rc = initgroups(hk_run_as.user, hk_run_as.gid);
+    if (groups_rc != 0)
+        groups_rc = setgroups(1, &hk_run_as.gid);
+    if (groups_rc != 0 || setgid(hk_run_as.gid) != 0 || setuid(hk_run_as.uid) != 0) {
+        memset(res, 0, sizeof(*res));
+        fmt_error(res, "cannot switch to uid %u (PI_AGENT_RUN_AS): %s", (unsigned)hk_run_as.uid,
+                  strerror(errno));
+        return -1;
+    }
+    return 0;
+}
 
 static int housekeeping_work(void *arg, int out_fd)
 {
     const struct housekeeping_config *cfg = arg;
     struct housekeeping_result res;
-    housekeeping_run(cfg, (int64_t)time(NULL), &res);
+    if (drop_to_run_as(&res) == 0)
+        housekeeping_run(cfg, (int64_t)time(NULL), &res);
     return worker_write_all(out_fd, &res, sizeof(res)) == 0 ? 0 : 1;
 }
 

@@ -39,6 +39,12 @@ struct housekeeping_result {
 int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
                      struct housekeeping_result *out);
 
+/* The user Tomcat runs as (PI_AGENT_RUN_AS), or NULL: the daily worker
+ * removes files with that user's rights only. Tomcat's log folder (or its
+ * parent) is the run-as user's to change, so it could point the folder
+ * elsewhere; a root worker would then remove old files there. */
+void housekeeping_set_run_as(const struct run_as *run_as);
+
 /* Runs housekeeping_run in a worker shortly after start, then once a day. */
 int housekeeping_attach(struct loop *loop, const struct housekeeping_config *cfg);
 

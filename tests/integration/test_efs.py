@@ -2,8 +2,10 @@
 its own PID namespace, a fake dashboard image under a temporary folder and an
 EFS root that is a real mount point (bind mount in a private mount namespace)."""
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -325,6 +327,33 @@ def test_housekeeping_removes_old_tomcat_logs(layout):
     assert done[0]["removed"] == 1
     assert not old.exists()
     assert recent.read_text() == "now\n"
+
+
+def test_housekeeping_removes_only_what_the_run_as_user_could(tmp_path):
+    """Tomcat's log folder is the run-as user's to change: pointed at a folder
+    of root's, the daily clean-up must not remove root's old files there."""
+    base = Path(tempfile.mkdtemp(prefix="pi-agent-hk-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        victim = base / "etc"
+        victim.mkdir(mode=0o755)
+        precious = victim / "precious.conf"
+        precious.write_text("root's\n")
+        os.utime(precious, (1577836800, 1577836800))
+        tomcat = base / "tomcat"
+        tomcat.mkdir(mode=0o755)
+        os.chown(tomcat, 65534, 65534)
+        (tomcat / "logs").symlink_to(victim)
+        env = storage_env(tmp_path / "home", tmp_path / "efs", PI_EFS_MODE="off",
+                          PI_AGENT_RUN_AS="65534:65534",
+                          PI_AGENT_TOMCAT_LOG_DIR=str(tomcat / "logs"))
+        r = Run(["--", "sleep", "60"], env)
+        done = r.wait_for_log("log housekeeping")
+        assert r.stop() == 143
+        assert precious.read_text() == "root's\n"
+        assert done[0].get("removed", 0) == 0
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_pi_agent_du_agrees_with_du_and_names_unreadable_paths(layout, agent_bin):
