@@ -744,11 +744,12 @@ static void scan_done(struct loop *loop, const struct worker_result *res, void *
         st->since_ms = wall_now_ms();
         if (strcmp(budget, "ok") == 0)
             st->reason[0] = '\0';
-        else
-            efs_fmt(st->reason, sizeof(st->reason), "storage %s budget: %llu of %llu bytes",
-                     strcmp(budget, "over") == 0 ? "over" : "near", 
-                     (unsigned long long)st->total_bytes, (unsigned long long)st->budget_bytes);
     }
+    /* Every scan, not only a change of state: the reason carries the figures. */
+    if (!keeps_status && strcmp(budget, "ok") != 0)
+        efs_fmt(st->reason, sizeof(st->reason), "storage %s budget: %llu of %llu bytes",
+                strcmp(budget, "over") == 0 ? "over" : "near",
+                (unsigned long long)st->total_bytes, (unsigned long long)st->budget_bytes);
     for (int i = 0; i < st->nfolders; i++)
         log_debug("storage folder usage", LF_STR("folder", st->folders[i].name),
                   LF_INT("bytes", st->folders[i].bytes), LF_INT("files", st->folders[i].files));

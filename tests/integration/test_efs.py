@@ -1,12 +1,15 @@
 """Storage (EFS) start phase and budget scans, with build/pi-agent as PID 1 of
 its own PID namespace, a fake dashboard image under a temporary folder and an
 EFS root that is a real mount point (bind mount in a private mount namespace)."""
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -271,6 +274,33 @@ def test_over_budget_state_with_per_folder_figures(layout):
         assert folders[name]["bytes"] == du_one(root / name), name
     assert folders["images"]["files"] == 1
     assert usage["total_bytes"] == du_total([root / n for n in FOLDERS])
+
+
+def test_over_budget_reason_follows_each_rescan(layout):
+    """While the state stays `over`, the reason /health gives must carry the
+    figures of the latest scan, not those of the scan that changed the state."""
+    home, root = layout
+    fill(root)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = Run(["--", "sleep", "120"],
+            storage_env(home, root, PI_EFS_BUDGET_BYTES="500000", PI_EFS_SCAN_INTERVAL_SECONDS="10",
+                        PI_AGENT_HEALTH_PORT=str(port), PI_AGENT_PROBE_URL="off"),
+            binds=[root])
+    try:
+        over = lambda: [x for x in r.records() if x.get("msg") == "storage over budget"]
+        first = r.wait_for(over, "the first scan")[0]
+        (root / "files/more.bin").write_bytes(b"m" * 300_000)
+        second = r.wait_for(lambda: over()[1:], "a rescan", timeout=60)[0]
+        assert second["total_bytes"] == first["total_bytes"] + 300_000
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
+            body = json.loads(resp.read())
+        efs = body["checks"]["efs"]
+        assert efs["status"] == "over"
+        assert str(second["total_bytes"]) in efs["reason"], efs
+    finally:
+        assert r.stop() == 143
 
 
 def test_warn_state(layout):
