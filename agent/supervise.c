@@ -41,6 +41,7 @@ struct supervisor {
     bool stop_requested;
     uint64_t stop_deadline_ms;  /* when SIGKILL is due, 0 when no stop runs */
     long kill_timer;
+    bool grace_over;       /* the kill timer fired: whatever is left is killed on sight */
     long restart_timer;
     unsigned failures;     /* consecutive failed runs, for the backoff */
     int exit_status;       /* what pi-agent will exit with */
@@ -257,6 +258,7 @@ int supervise_start(struct supervisor *sv, char *const *envp)
 
     sv->pid = pid;
     sv->pgid = pid;
+    sv->grace_over = false;
     sv->phase = RUNNING;
     sv->started_ms = loop_now_ms();
     sv->state->child_pid = pid;
@@ -310,6 +312,7 @@ static void on_kill_timer(struct loop *loop, void *ctx)
     struct supervisor *sv = ctx;
     (void)loop;
     sv->kill_timer = 0;
+    sv->grace_over = true;
     if (sv->phase == RUNNING) {
         log_warn("grace period over: killing the child's process group",
                  LF_INT("pid", sv->pid), LF_INT("grace_s", sv->cfg->stop_grace_s));
@@ -388,7 +391,11 @@ static void on_restart_timer(struct loop *loop, void *ctx)
 /* Called on every SIGCHLD while cleaning up: done once no descendant is left. */
 static void finish_cleanup(struct supervisor *sv)
 {
-    int left = signal_descendants(0, 0);
+    /* After the grace, a process still there was not killed because it was
+     * not seen (forked after /proc was read, or nested too deep until its
+     * parents died and it was re-parented to us): kill it now, or the agent
+     * would wait for it for ever. */
+    int left = signal_descendants(sv->grace_over ? SIGKILL : 0, 0);
     if (left > 0)
         return;
     if (sv->kill_timer > 0) {

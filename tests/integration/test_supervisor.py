@@ -216,6 +216,23 @@ def test_background_processes_left_behind_are_killed(start_agent, tmp_path):
     assert "killed processes still alive after the grace" in messages(agent)
 
 
+def test_leftovers_seen_only_after_the_grace_kill_are_killed_too(start_agent, tmp_path):
+    # A chain of processes that ignore SIGTERM, in a session of their own and
+    # deeper than the agent follows parents in /proc: the bottom ones only
+    # become visible as the ones above die after the grace. They must be
+    # killed as they show up, or the agent waits for them for ever.
+    chain = tmp_path / "chain.sh"
+    ready = tmp_path / "bottom"
+    chain.write_text(f'n=$1\nif [ "$n" -gt 0 ]; then sh "$0" $((n - 1)); true; '
+                     f'else touch {ready}; exec sleep 1000; fi\n')
+    script = (f'trap "" TERM; setsid sh {chain} 80 & '
+              f'while [ ! -e {ready} ]; do sleep 0.05; done; exit 0')
+    agent = start_agent(["--", "sh", "-c", script],
+                        env=agent_env(PI_AGENT_STOP_GRACE_SECONDS="2"))
+    assert agent.wait(timeout=60) == 0
+    assert "killed processes still alive after the grace" in messages(agent)
+
+
 def test_subreaper_mode_when_not_pid1(start_agent, tmp_path):
     script = f"(sh -c 'sleep 0.3' &); touch {tmp_path}/spawned; exec sleep 30"
     agent = start_agent(["--", "sh", "-c", script], pid1=False)
