@@ -220,12 +220,16 @@ int config_parse_run_as(const char *name, const char *value, struct run_as *out,
     }
 
     struct passwd *pw = getpwnam(user);
-    if (pw) {
-        out->uid = pw->pw_uid;
-        out->gid = pw->pw_gid;
-    } else if (parse_id(user, &id) == 0) {
+    /* A number known to /etc/passwd takes that entry's group, and its name
+     * for the supplementary groups, as docker's --user does. */
+    if (pw == NULL && parse_id(user, &id) == 0 && (pw = getpwuid((uid_t)id)) == NULL) {
         out->uid = (uid_t)id;
         out->gid = (gid_t)id;
+    } else if (pw) {
+        out->uid = pw->pw_uid;
+        out->gid = pw->pw_gid;
+        if (strlen(pw->pw_name) < sizeof user)
+            strcpy(user, pw->pw_name);
     } else {
         return config_fail(err, name, "unknown user \"%s\" (expected user[:group] known to /etc/passwd, or a numeric uid)", user);
     }

@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -156,6 +158,40 @@ static void run_as_id_out_of_range_is_an_error(void **s)
     assert_int_equal(ra.uid, 4294967294u);
 }
 
+static void run_as_numeric_uid_known_to_passwd_takes_its_entry(void **s)
+{
+    (void)s;
+    struct config_error err = { "" };
+    struct run_as ra;
+    struct passwd *pw;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    char name[64] = "", number[32];
+    /* An entry whose group differs from its uid (games: 5/60 on Debian). */
+    setpwent();
+    while ((pw = getpwent()) != NULL) {
+        if ((gid_t)pw->pw_uid != pw->pw_gid && strlen(pw->pw_name) < sizeof name) {
+            uid = pw->pw_uid;
+            gid = pw->pw_gid;
+            snprintf(name, sizeof name, "%s", pw->pw_name);
+            break;
+        }
+    }
+    endpwent();
+    if (name[0] == '\0')
+        skip();
+    /* As docker's --user: the entry's primary group, and its name for the
+     * supplementary groups, not a group numbered like the uid. */
+    snprintf(number, sizeof number, "%u", (unsigned)uid);
+    assert_int_equal(config_parse_run_as("PI_AGENT_RUN_AS", number, &ra, &err), 0);
+    assert_int_equal(ra.uid, uid);
+    assert_int_equal(ra.gid, gid);
+    assert_string_equal(ra.user, name);
+    /* A uid unknown to /etc/passwd keeps uid = gid. */
+    assert_int_equal(config_parse_run_as("PI_AGENT_RUN_AS", "4123456789", &ra, &err), 0);
+    assert_int_equal(ra.gid, 4123456789u);
+}
+
 static void agent_config_command_sources(void **s)
 {
     (void)s;
@@ -210,6 +246,7 @@ int main(void)
         cmocka_unit_test(run_as_numeric_and_named),
         cmocka_unit_test(run_as_unknown_user_is_an_error),
         cmocka_unit_test(run_as_id_out_of_range_is_an_error),
+        cmocka_unit_test(run_as_numeric_uid_known_to_passwd_takes_its_entry),
         cmocka_unit_test(agent_config_command_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
