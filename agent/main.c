@@ -357,6 +357,9 @@ static int run(struct agent *a)
     health_server_free(a->health);
     a->health = NULL;
     stop_phases(a);
+    /* The child's clean-up spared the agent's own workers (a budget scan, a
+     * licence refresh): they end with the agent. */
+    kill_descendants(0);
     log_info("pi-agent exiting", LF_INT("exit_status", a->exit_status));
     return a->exit_status;
 }

@@ -20,6 +20,7 @@
 #include "loop.h"
 #include "reap.h"
 #include "state.h"
+#include "worker.h"
 
 #define RESTART_RESET_AFTER_MS 60000u /* a child that ran this long starts a new backoff */
 
@@ -139,9 +140,28 @@ static bool is_descendant(const struct proc_entry *t, size_t n, pid_t pid, pid_t
     return false;
 }
 
+/* True when pid is one of the agent's own workers (worker_start) or runs
+ * under one: the child's clean-up is about what the child left behind. */
+static bool under_worker(const struct proc_entry *t, size_t n, pid_t pid, pid_t self)
+{
+    for (int depth = 0; depth < 64 && pid > 1 && pid != self; depth++) {
+        if (worker_owns(pid))
+            return true;
+        pid_t parent = 0;
+        for (size_t i = 0; i < n; i++)
+            if (t[i].pid == pid) {
+                parent = t[i].ppid;
+                break;
+            }
+        pid = parent;
+    }
+    return false;
+}
+
 /* Signals every live descendant (zombies included: they are harmless, and
- * reaped right after). Returns how many there were. */
-static int signal_descendants(int sig, pid_t pgid)
+ * reaped right after), the agent's running workers apart when spare_workers.
+ * Returns how many there were. */
+static int signal_descendants_(int sig, pid_t pgid, bool spare_workers)
 {
     struct proc_entry *t;
     size_t n;
@@ -153,7 +173,8 @@ static int signal_descendants(int sig, pid_t pgid)
     if (read_process_table(&t, &n) != 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (t[i].pid == self || !is_descendant(t, n, t[i].pid, self))
+        if (t[i].pid == self || !is_descendant(t, n, t[i].pid, self) ||
+            (spare_workers && under_worker(t, n, t[i].pid, self)))
             continue;
         count++;
         if (sig != 0)
@@ -163,9 +184,16 @@ static int signal_descendants(int sig, pid_t pgid)
     return count;
 }
 
+/* The child's clean-up: an EFS scan or a licence refresh running when Tomcat
+ * exits (or restarts) is not something it left behind. */
+static int signal_descendants(int sig, pid_t pgid)
+{
+    return signal_descendants_(sig, pgid, true);
+}
+
 int kill_descendants(pid_t pgid)
 {
-    return signal_descendants(SIGKILL, pgid);
+    return signal_descendants_(SIGKILL, pgid, false);
 }
 
 /* ---- the child ---------------------------------------------------------- */
@@ -317,7 +345,7 @@ static void on_kill_timer(struct loop *loop, void *ctx)
         log_warn("grace period over: killing the child's process group",
                  LF_INT("pid", sv->pid), LF_INT("grace_s", sv->cfg->stop_grace_s));
     }
-    int n = kill_descendants(sv->pgid);
+    int n = signal_descendants(SIGKILL, sv->pgid);
     if (n > 0)
         log_warn("killed processes still alive after the grace", LF_INT("count", n));
     /* Their exits arrive as SIGCHLD; clean-up finishes when none is left. */

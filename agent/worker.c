@@ -188,7 +188,29 @@ struct async_worker {
     worker_done_cb done;
     void *ctx;
     struct worker_result res;
+    struct async_worker *next_running;
 };
+
+/* Workers running in the loop, for worker_owns. */
+static struct async_worker *running_;
+
+bool worker_owns(pid_t pid)
+{
+    for (const struct async_worker *w = running_; w != NULL; w = w->next_running)
+        if (w->pid == pid)
+            return true;
+    return false;
+}
+
+static void forget_running(struct async_worker *w)
+{
+    for (struct async_worker **p = &running_; *p != NULL; p = &(*p)->next_running) {
+        if (*p == w) {
+            *p = w->next_running;
+            return;
+        }
+    }
+}
 
 static void async_finish_if_done(struct async_worker *w)
 {
@@ -198,6 +220,7 @@ static void async_finish_if_done(struct async_worker *w)
         loop_timer_cancel(w->loop, w->timer);
     if (!w->res.exited && !w->res.timed_out)
         log_error("worker crashed", LF_STR("worker", w->name), LF_INT("signal", w->res.signal));
+    forget_running(w);
     w->done(w->loop, &w->res, w->ctx);
     worker_result_free(&w->res);
     free(w);
@@ -274,5 +297,7 @@ pid_t worker_start(struct loop *loop, const char *name, worker_fn fn, void *arg,
         return -1;
     }
     w->timer = loop_timer_add(loop, (uint64_t)timeout_ms, 0, async_on_timeout, w);
+    w->next_running = running_;
+    running_ = w;
     return w->pid;
 }

@@ -4,6 +4,7 @@
 #ifndef PI_WORKER_H
 #define PI_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -35,6 +36,10 @@ int worker_run(const char *name, worker_fn fn, void *arg, int timeout_ms,
 typedef void (*worker_done_cb)(struct loop *loop, const struct worker_result *res, void *ctx);
 pid_t worker_start(struct loop *loop, const char *name, worker_fn fn, void *arg,
                    int timeout_ms, worker_done_cb done, void *ctx);
+
+/* True while pid is a worker started with worker_start that has not been
+ * reported yet: the child's clean-up leaves such processes alone. */
+bool worker_owns(pid_t pid);
 
 void worker_result_free(struct worker_result *res);
 /* write(2) until everything is written; -1 on error. */

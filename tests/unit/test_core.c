@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include "log.h"
 #include "loop.h"
 #include "reap.h"
+#include "state.h"
 #include "supervise.h"
 #include "worker.h"
 
@@ -344,6 +347,87 @@ static void worker_holds_no_descriptor_of_the_agent(void **s)
     close(sv[1]);
 }
 
+/* ---- the child's clean-up spares the agent's own workers ---------------- */
+
+static struct worker_result slow_res;
+static int slow_done;
+
+static int slow_worker(void *arg, int out_fd)
+{
+    (void)arg;
+    usleep(800 * 1000);
+    return worker_write_all(out_fd, "k", 1) == 0 ? 0 : 1;
+}
+
+static void on_slow_done(struct loop *loop, const struct worker_result *res, void *ctx)
+{
+    (void)ctx;
+    slow_res = *res;
+    slow_res.data = NULL;
+    slow_res.exited = res->exited && res->len == 1 && res->data[0] == 'k';
+    slow_done = 1;
+    loop_stop(loop, 0);
+}
+
+static void on_sv_exit(struct supervisor *sv, int status, void *ctx)
+{
+    (void)sv;
+    (void)ctx;
+    loop_stop(((struct loop **)ctx)[0], status);
+}
+
+static void on_sigchld(struct loop *loop, int fd, uint32_t events, void *ctx)
+{
+    struct signalfd_siginfo si;
+    (void)loop;
+    (void)events;
+    (void)ctx;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si)
+        ;
+    reap_all();
+    supervise_note_reaped();
+}
+
+static void child_cleanup_spares_running_workers(void **s)
+{
+    (void)s;
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &chld, &old), 0);
+    int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+    assert_true(sfd >= 0);
+
+    struct loop *loop = loop_new();
+    assert_non_null(loop);
+    assert_int_equal(loop_add_fd(loop, sfd, EPOLLIN, on_sigchld, NULL), 0);
+    static char *command[] = { "sh", "-c", "sleep 0.2; exit 3", NULL };
+    struct agent_config cfg = { .command = command, .stop_grace_s = 10,
+                                .restart = RESTART_NEVER };
+    static struct agent_state st;
+    memset(&st, 0, sizeof st);
+    slow_done = 0;
+    /* An EFS scan or a licence refresh, running when Tomcat exits. */
+    assert_true(worker_start(loop, "slow", slow_worker, NULL, 10000, on_slow_done, NULL) > 0);
+    struct loop *ctx[1] = { loop };
+    struct supervisor *sv = supervise_new(loop, &cfg, &st, on_sv_exit, ctx);
+    assert_non_null(sv);
+    extern char **environ;
+    assert_int_equal(supervise_start(sv, environ), 0);
+    assert_int_equal(loop_run(loop), 3);
+    if (!slow_done)
+        loop_run(loop);
+    assert_true(slow_done);
+    assert_int_equal(slow_res.signal, 0);
+    assert_true(slow_res.exited);
+
+    supervise_free(sv);
+    loop_del_fd(loop, sfd);
+    close(sfd);
+    loop_free(loop);
+    assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +445,7 @@ int main(void)
         cmocka_unit_test(worker_holds_no_descriptor_of_the_agent),
         cmocka_unit_test(raw_line_is_one_write_with_its_newline),
         cmocka_unit_test(json_lines_near_the_limit_stay_whole_objects),
+        cmocka_unit_test(child_cleanup_spares_running_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
