@@ -122,6 +122,11 @@ int worker_run(const char *name, worker_fn fn, void *arg, int timeout_ms,
     pid_t pid = spawn(name, fn, arg, &fd);
     if (pid < 0)
         return -1;
+    /* Non-blocking, so that a report written in pieces cannot hold this
+     * wait past its time limit or a stop request. */
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) != 0)
+        log_warn("cannot make the worker pipe non-blocking", LF_STR("worker", name),
+                 LF_STR("error", strerror(errno)));
 
     /* A stop request must not wait for a slow worker (an ALM that does not
      * answer, a seed lock held elsewhere): ECS kills the task when its stop

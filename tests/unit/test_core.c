@@ -428,6 +428,26 @@ static void child_cleanup_spares_running_workers(void **s)
     assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
 }
 
+static int slow_report(void *arg, int out_fd)
+{
+    (void)arg;
+    worker_write_all(out_fd, "first half", 10);
+    sleep(10); /* the rest would come far past the time limit */
+    worker_write_all(out_fd, "second half", 11);
+    return 0;
+}
+
+static void worker_run_keeps_its_time_limit_after_a_partial_report(void **s)
+{
+    (void)s;
+    struct worker_result res;
+    assert_int_equal(worker_run("slow", slow_report, NULL, 300, &res), 0);
+    assert_true(res.timed_out);
+    assert_false(res.exited);
+    assert_int_equal(res.len, 10);
+    worker_result_free(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +460,7 @@ int main(void)
         cmocka_unit_test(childenv_parse_lines_accepts_and_rejects),
         cmocka_unit_test(loop_timers_fire_in_order_and_cancel),
         cmocka_unit_test(loop_dispatches_fd_events),
+        cmocka_unit_test(worker_run_keeps_its_time_limit_after_a_partial_report),
         cmocka_unit_test(reap_wait_gets_the_status_even_after_reap_all),
         cmocka_unit_test(reap_wait_times_out_and_restores_the_watch),
         cmocka_unit_test(worker_holds_no_descriptor_of_the_agent),
