@@ -90,17 +90,8 @@ class Agent:
         return self.proc.returncode
 
     def logs(self):
-        """The agent's JSON log records (lines that are not JSON are skipped:
-        they are the child's own output)."""
-        records = []
-        for line in self.stdout.decode(errors="replace").splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    pass
-        return records
+        """The agent's JSON log records."""
+        return json_records(self.stdout.decode(errors="replace").splitlines())
 
     def kill(self):
         """Kills the agent and everything below it (its child leads a process
@@ -112,6 +103,20 @@ class Agent:
                 except ProcessLookupError:
                     pass
             self.wait(timeout=10)
+
+
+def json_records(lines):
+    """The agent's JSON log records among output lines (lines that are not
+    JSON are skipped: they are the child's own output)."""
+    records = []
+    for line in lines:
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+    return records
 
 
 def descendants(root):

@@ -2,7 +2,6 @@
 folder, an EFS root that is a real mount point (a bind mount inside a private
 mount namespace: `unshare -m`), and a runner that reads the agent's JSON log
 lines while it runs."""
-import json
 import os
 import shutil
 import signal
@@ -11,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import AGENT, agent_env
+from conftest import AGENT, agent_env, json_records
 
 RESOURCES = "tomcat/webapps/panMISDashboardResources"
 FOLDERS = {
@@ -97,14 +96,7 @@ class Run:
             self.lines.append(raw.decode(errors="replace").rstrip("\n"))
 
     def records(self):
-        out = []
-        for line in list(self.lines):
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-        return out
+        return json_records(list(self.lines))
 
     def find(self, msg_part):
         return [r for r in self.records() if msg_part in r.get("msg", "")]
