@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from alm_stub import claims, pki  # noqa: F401 (pki is a fixture)
 from efs_helpers import FOLDERS, make_image, storage_env, tree_digest, wrapped
 
 # A licence that is not set is a warning (a start goes on, unlicensed), so the
@@ -55,16 +56,20 @@ def test_fresh_root_passes_and_changes_nothing(tmp_path):
     assert tree_digest(root) == before_root  # the write probe cleaned up after itself
 
 
-def test_only_warnings_exit_1_and_everything_ok_exits_0(tmp_path):
+def test_only_warnings_exit_1_and_everything_ok_exits_0(tmp_path, pki):
     home, root = fresh(tmp_path)
     rc, lines, _ = check(storage_env(home, root), binds=[root])
     warnings = [l for l in lines if level(l) == "warn"]
     assert warnings and rc == 1
-    # Storage off and no licence check failing: only the licence can warn.
+    # Storage off and no licence: the missing licence is the only warning.
     rc, lines, _ = check(storage_env(home, root, PI_EFS_MODE="off"))
     non_ok = [l for l in lines[:-1] if level(l) != "ok"]
-    assert rc == (1 if non_ok else 0)
-    assert all(lines_for(lines, "licence")[0] == l for l in non_ok), non_ok
+    assert non_ok == lines_for(lines, "licence") and rc == 1, lines
+    # A valid offline licence removes it: every line ok, exit 0.
+    token = pki.vendor.sign(claims())
+    rc, lines, _ = check(storage_env(home, root, PI_EFS_MODE="off", PI_LICENCE=token,
+                                     PI_LICENCE_PUBLIC_KEY=pki.public_keys))
+    assert [l for l in lines[:-1] if level(l) != "ok"] == [] and rc == 0, lines
 
 
 def test_configuration_error_is_a_failure_naming_the_variable(tmp_path):

@@ -413,18 +413,30 @@ def test_idle_and_slow_clients_are_dropped(start_agent, tmp_path):
     d = Dash(start_agent, tmp_path, PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS=1)
     idle = socket.create_connection(("127.0.0.1", d.health_port), timeout=15)
     slow = socket.create_connection(("127.0.0.1", d.health_port), timeout=15)
+    connected = time.monotonic()
     slow.sendall(b"GET /health HTTP/1.1\r\n")
-    for _ in range(3):  # dribbling does not extend the deadline
-        time.sleep(0.4)
+    # Dribble a header line every 0.3 s for up to 6 s; the agent must drop the
+    # client at the idle deadline (1 s) anyway: dribbling does not extend it.
+    slow.settimeout(0.3)
+    dropped_after = None
+    while time.monotonic() - connected < 6:
+        try:
+            if slow.recv(10) == b"":
+                dropped_after = time.monotonic() - connected
+                break
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            dropped_after = time.monotonic() - connected
+            break
         try:
             slow.sendall(b"X-A: b\r\n")
         except OSError:
+            dropped_after = time.monotonic() - connected
             break
+    assert dropped_after is not None, "a dribbling client kept its connection for 6 s"
+    assert dropped_after < 2.5, f"dropped only after {dropped_after:.2f} s (deadline 1 s)"
     assert idle.recv(10) == b""
-    try:
-        assert slow.recv(10) == b""
-    except ConnectionResetError:
-        pass
     idle.close()
     slow.close()
     assert d.get("/live")[0] == 200

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HELPERS, agent_env, wait_for
+from conftest import HELPERS, agent_env, descendants, wait_for
 
 PY = sys.executable
 
@@ -164,9 +164,10 @@ def test_child_ignoring_sigterm_is_killed_after_grace_not_before(start_agent, tm
     child_pid = int(Path(str(out) + ".ready").read_text())
     agent.signal(signal.SIGTERM)
     wait_for(lambda: out.exists() and "SIGTERM" in out.read_text(), what="SIGTERM at child")
+    host_pid = host_pid_of(agent, child_pid)
     time.sleep(1.0)
     # One second into a three-second grace the child must still be alive.
-    assert Path(f"/proc/{child_pid}").exists() or _pid_in_ns_alive(agent), "killed before the grace"
+    assert process_alive(host_pid), "killed before the grace"
     assert agent.proc.poll() is None
     assert agent.wait(timeout=15) == 137
     msgs = messages(agent)
@@ -178,8 +179,27 @@ def test_child_ignoring_sigterm_is_killed_after_grace_not_before(start_agent, tm
     assert _ts(t_kill) - _ts(t_stop) >= 2.5
 
 
-def _pid_in_ns_alive(agent):
-    return agent.proc.poll() is None
+def host_pid_of(agent, ns_pid):
+    """The host pid of the agent's descendant whose pid inside the agent's
+    namespace is ns_pid (the last field of NSpid in /proc/PID/status)."""
+    for pid in descendants(agent.proc.pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        nspids = [l.split()[1:] for l in status.splitlines() if l.startswith("NSpid:")]
+        if nspids and int(nspids[0][-1]) == ns_pid and len(nspids[0]) > 1:
+            return pid
+    raise AssertionError(f"no process with pid {ns_pid} in the agent's namespace")
+
+
+def process_alive(host_pid):
+    """True while host_pid exists and is not a zombie."""
+    try:
+        proc_stat = Path(f"/proc/{host_pid}/stat").read_text()
+    except OSError:
+        return False
+    return proc_stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _ts(iso):
