@@ -17,7 +17,7 @@ hooks-lint: $(PACKAGES_STAMP)
 FUZZ_HOOKS_RUNS ?= 500000
 FUZZ_HOOKS_BIN  := $(BUILD)/fuzz/fuzz_hooks
 FUZZ_HOOKS_SRCS := tests/fuzz/fuzz_hooks.c agent/hooks.c agent/childenv.c agent/config.c \
-                   agent/log.c agent/loop.c agent/reap.c
+                   agent/execprep.c agent/log.c agent/loop.c agent/reap.c
 
 .PHONY: fuzz-hooks
 fuzz: fuzz-hooks
