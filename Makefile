@@ -31,7 +31,7 @@ LIBS_REL  := -L$(PREFIX)/lib -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcjson
 REL_OBJS := $(patsubst agent/%.c,$(BUILD)/rel/%.o,$(AGENT_SRCS))
 DEPS_STAMP := $(DEPS_DIR)/.stamp
 
-.PHONY: all deps test test-unit test-integration test-container clean fuzz bench demo demo-down packages-test
+.PHONY: all deps test test-unit test-fuzz test-integration test-container clean fuzz bench demo demo-down packages-test
 
 all: $(BUILD)/pi-agent
 
@@ -50,7 +50,8 @@ $(BUILD)/pi-agent: $(REL_OBJS)
 	  if [ $$size -gt 1572864 ]; then echo "pi-agent is larger than 1.5 MB" >&2; exit 1; fi
 
 # --- tests: glibc builds with Debian's -dev packages ----------------------
-# Areas append to TEST_PACKAGES in mk/*.mk.
+# Areas append to TEST_PACKAGES in mk/*.mk, and name the variable that sets
+# the run count of each fuzz target of theirs in FUZZ_RUN_VARS.
 TEST_PACKAGES := gcc make libcmocka-dev libmbedtls-dev libcjson-dev libcurl4-openssl-dev \
                  python3 python3-pytest util-linux procps tomcat10 default-jre-headless
 
@@ -85,7 +86,15 @@ PYTEST := /usr/bin/python3 -m pytest -q -p no:cacheprovider
 test-integration: $(BUILD)/pi-agent $(PACKAGES_STAMP)
 	$(PYTEST) tests/integration
 
-test: test-unit test-integration test-container
+# Every fuzz target, briefly, so that none can stop building or running
+# unnoticed; `make fuzz` runs them at full length.
+FUZZ_SMOKE_RUNS := 20000
+test-fuzz: $(PACKAGES_STAMP)
+	$(MAKE) fuzz $(foreach v,$(FUZZ_RUN_VARS),$(v)=$(FUZZ_SMOKE_RUNS))
+	@for src in tests/fuzz/fuzz_*.c; do bin=$(BUILD)/fuzz/$$(basename $$src .c); \
+	  [ -x $$bin ] || { echo "test-fuzz: $$src has no target under make fuzz" >&2; exit 1; }; done
+
+test: test-unit test-fuzz test-integration test-container
 
 # Keep test objects between runs (they are intermediate files to make).
 .SECONDARY:

@@ -12,6 +12,7 @@
 TEST_PACKAGES += util-linux mount coreutils findutils time clang libclang-rt-14-dev
 
 FUZZ_EFS_RUNS ?= 300000
+FUZZ_RUN_VARS += FUZZ_EFS_RUNS
 FUZZ_EFS_BIN  := $(BUILD)/fuzz/fuzz_efs_parsers
 FUZZ_EFS_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror \
                    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

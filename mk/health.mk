@@ -10,6 +10,7 @@
 TEST_PACKAGES += python3-prometheus-client wrk nginx-light clang libclang-rt-14-dev
 
 FUZZ_HTTP_RUNS ?= 1000000
+FUZZ_RUN_VARS += FUZZ_HTTP_RUNS
 FUZZ_HTTP_BIN  := $(BUILD)/fuzz/fuzz_http_parser
 FUZZ_HTTP_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror \
                     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -15,6 +15,7 @@ hooks-lint: $(PACKAGES_STAMP)
 # ASan and UBSan, for FUZZ_HOOKS_RUNS executions (also `make fuzz`). Any crash,
 # leak, sanitizer report or broken invariant fails it.
 FUZZ_HOOKS_RUNS ?= 500000
+FUZZ_RUN_VARS += FUZZ_HOOKS_RUNS
 FUZZ_HOOKS_BIN  := $(BUILD)/fuzz/fuzz_hooks
 FUZZ_HOOKS_SRCS := tests/fuzz/fuzz_hooks.c agent/hooks.c agent/childenv.c agent/config.c \
                    agent/execprep.c agent/log.c agent/loop.c agent/reap.c

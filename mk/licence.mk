@@ -11,6 +11,7 @@
 TEST_PACKAGES += openssl python3-cryptography clang libclang-rt-14-dev
 
 FUZZ_LICENCE_RUNS ?= 1000000
+FUZZ_RUN_VARS += FUZZ_LICENCE_RUNS
 FUZZ_LICENCE_BIN  := $(BUILD)/fuzz/fuzz_licence
 # cJSON is compiled into the target from the pinned source so that the
 # sanitizers see its reads of fuzzed input too.
