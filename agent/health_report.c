@@ -187,7 +187,7 @@ static void json_check_head(struct outbuf *b, const struct health_check *c)
 static void json_double(struct outbuf *b, double d)
 {
     if (isfinite(d))
-        outbuf_printf(b, "%.6g", d);
+        outbuf_number(b, d);
     else
         outbuf_puts(b, "null");
 }

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from alm_stub import claims
-from conftest import AGENT, agent_env
+from conftest import AGENT, agent_env, json_records
 from efs_helpers import make_image
 from test_health import FAKE_DASHBOARD, PY, free_port, request
 
@@ -82,18 +82,8 @@ class LiveRun:
 
 
 def _emf_documents(blob):
-    docs = []
-    for line in blob.decode(errors="replace").splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and "_aws" in doc:
-            docs.append(doc)
-    return docs
+    lines = blob.decode(errors="replace").splitlines()
+    return [r for r in json_records(lines) if isinstance(r, dict) and "_aws" in r]
 
 
 def _everything_known(port):
