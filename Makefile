@@ -1,7 +1,7 @@
 # pi-agent: a static PID-1 agent for the Panintelligence dashboard on ECS.
 #
 #   make            build/pi-agent (static, musl, stripped)
-#   make test       every test suite (unit, fuzz targets briefly, integration, container)
+#   make test       every test suite (unit, fuzz targets briefly, integration, container, exports)
 #   make demo       the docker-compose stack with a stand-in dashboard
 #   make fuzz       libFuzzer targets under ASan and UBSan
 #   make bench      the benchmarks under bench/

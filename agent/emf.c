@@ -1,6 +1,7 @@
 /* emf: see emf.h. */
 #include "emf.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "health.h"
@@ -20,6 +21,16 @@ int emf_namespace_valid(const char *ns)
             return 0;
     }
     return 1;
+}
+
+/* The task metadata gives the cluster's ARN on Fargate
+ * (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME) and may give the bare name
+ * elsewhere; the dimension is the name, as the ECS console and Container
+ * Insights show it and as operators filter by it. */
+static const char *cluster_short_name(const char *cluster)
+{
+    const char *res = strncmp(cluster, "arn:", 4) == 0 ? strstr(cluster, ":cluster/") : NULL;
+    return res && res[9] ? res + 9 : cluster;
 }
 
 struct emf_metric {
@@ -55,7 +66,7 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
     size_t nd = 0;
     if (st->metadata.known && st->metadata.cluster[0]) {
         dim_names[nd] = "ClusterName";
-        dim_values[nd++] = st->metadata.cluster;
+        dim_values[nd++] = cluster_short_name(st->metadata.cluster);
     }
     if (st->metadata.known && st->metadata.family[0]) {
         dim_names[nd] = "TaskDefinitionFamily";
@@ -94,14 +105,22 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
             continue;
         if (m[i].integral)
             outbuf_printf(&b, ",\"%s\":%llu", m[i].name, (unsigned long long)m[i].u);
-        else if (m[i].d == m[i].d) /* NaN is not a JSON number */
-            outbuf_printf(&b, ",\"%s\":%.6g", m[i].name, m[i].d);
+        else if (isfinite(m[i].d)) { /* NaN and infinities are not JSON numbers */
+            outbuf_printf(&b, ",\"%s\":", m[i].name);
+            outbuf_number(&b, m[i].d);
+        }
         else
             outbuf_printf(&b, ",\"%s\":0", m[i].name);
     }
-    /* Plain members for Logs Insights; not metrics. */
+    /* Plain members for Logs Insights; not metrics. The full cluster ARN
+     * tells apart clusters of one name in other accounts or regions without
+     * splitting the metrics by another dimension. */
     outbuf_puts(&b, ",\"HealthStatus\":");
     outbuf_json_string(&b, health_status_name(v->status));
+    if (st->metadata.known && strncmp(st->metadata.cluster, "arn:", 4) == 0) {
+        outbuf_puts(&b, ",\"ClusterArn\":");
+        outbuf_json_string(&b, st->metadata.cluster);
+    }
     outbuf_puts(&b, "}");
     return b.overflow ? -1 : (int)b.len;
 }

@@ -6,6 +6,8 @@
  *     "Dimensions":[["ClusterName","TaskDefinitionFamily"]],
  *     "Metrics":[{"Name":"Healthy","Unit":"None"},...]}]},
  *    "ClusterName":"...","TaskDefinitionFamily":"...","Healthy":1,...}
+ * ClusterName is the cluster's short name; when the metadata gave its ARN,
+ * the ARN is the plain member ClusterArn.
  * Every dimension and metric named in the directive is a root member. */
 #ifndef PI_EMF_H
 #define PI_EMF_H

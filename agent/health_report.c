@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -155,6 +156,20 @@ void outbuf_json_time(struct outbuf *b, uint64_t wall_ms)
     outbuf_printf(b, "\"%s.%03uZ\"", when, (unsigned)(wall_ms % 1000));
 }
 
+void outbuf_number(struct outbuf *b, double d)
+{
+    /* Range first: converting a double outside long long's range is undefined. */
+    if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(long long)d) {
+        outbuf_printf(b, "%lld", (long long)d);
+        return;
+    }
+    char text[32];
+    snprintf(text, sizeof text, "%.15g", d);
+    if (strtod(text, NULL) != d)
+        snprintf(text, sizeof text, "%.17g", d);
+    outbuf_puts(b, text);
+}
+
 /* ---- /health JSON ------------------------------------------------------- */
 
 static void json_check_head(struct outbuf *b, const struct health_check *c)
@@ -172,7 +187,7 @@ static void json_check_head(struct outbuf *b, const struct health_check *c)
 static void json_double(struct outbuf *b, double d)
 {
     if (isfinite(d))
-        outbuf_printf(b, "%.6g", d);
+        outbuf_number(b, d);
     else
         outbuf_puts(b, "null");
 }
@@ -286,14 +301,23 @@ static void prom_u64(struct outbuf *b, const char *name, const char *type, const
     outbuf_printf(b, "%s %llu\n", name, (unsigned long long)value);
 }
 
+static void prom_i64(struct outbuf *b, const char *name, const char *type, const char *help,
+                     int64_t value)
+{
+    prom_head(b, name, type, help);
+    outbuf_printf(b, "%s %lld\n", name, (long long)value);
+}
+
 static void prom_double(struct outbuf *b, const char *name, const char *type, const char *help,
                         double value)
 {
     prom_head(b, name, type, help);
+    outbuf_printf(b, "%s ", name);
     if (isfinite(value))
-        outbuf_printf(b, "%s %.9g\n", name, value);
+        outbuf_number(b, value);
     else
-        outbuf_printf(b, "%s NaN\n", name);
+        outbuf_puts(b, "NaN");
+    outbuf_puts(b, "\n");
 }
 
 /* One sample per known word plus the current one if it is not among them:
@@ -379,12 +403,15 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
 
     prom_state_set(&b, "pi_agent_licence_state", "status", "Licence status (1 = current).",
                    licence_words, v->checks[CHECK_LICENCE].status);
-    if (st->licence.has_days_left)
-        prom_double(&b, "pi_agent_licence_days_left", "gauge", "Days until the licence expires.",
-                    (double)st->licence.days_left);
-    if (st->licence.expires > 0)
-        prom_double(&b, "pi_agent_licence_expiry_timestamp_seconds", "gauge",
-                    "Unix time the licence expires.", (double)st->licence.expires);
+    /* Seconds, the base unit Prometheus names use (this replaces the former
+     * pi_agent_licence_days_left); negative once the licence has expired. */
+    if (st->licence.expires > 0) {
+        prom_i64(&b, "pi_agent_licence_remaining_seconds", "gauge",
+                 "Seconds until the licence expires (negative after).",
+                 st->licence.expires - (int64_t)(now_wall_ms / 1000u));
+        prom_i64(&b, "pi_agent_licence_expiry_timestamp_seconds", "gauge",
+                 "Unix time the licence expires.", st->licence.expires);
+    }
 
     prom_state_set(&b, "pi_agent_efs_state", "status", "Storage status (1 = current).", efs_words,
                    v->checks[CHECK_EFS].status);

@@ -63,6 +63,11 @@ void outbuf_printf(struct outbuf *b, const char *fmt, ...) __attribute__((format
 void outbuf_json_string(struct outbuf *b, const char *s);
 /* ISO 8601 UTC with milliseconds as a JSON string, or null for 0. */
 void outbuf_json_time(struct outbuf *b, uint64_t wall_ms);
+/* A finite number, valid in JSON and in the Prometheus text format: an
+ * integral value up to 2^53 as an integer (a Unix time or a byte count keeps
+ * every digit), any other as the shortest decimal that reads back as the same
+ * double. The caller handles NaN and infinities. */
+void outbuf_number(struct outbuf *b, double d);
 
 /* The /health body (JSON, one line). Returns its length, or -1 when cap is
  * too small. Holds no secret: only status words, reasons, figures. */

@@ -201,8 +201,62 @@ static void test_dimension_values_are_escaped(void **state)
     assert_true(emf_render(&st, &v, "Panintelligence/Agent", 1, line, sizeof line) > 0);
     cJSON *root = check_emf(line, 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(root, "ClusterName")->valuestring,
+                        "a\"b");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(root, "ClusterArn")->valuestring,
                         "arn:aws:ecs:eu-west-2:1:cluster/a\"b");
     cJSON_Delete(root);
+}
+
+/* Fargate's task metadata gives the cluster's ARN: the dimension is its name,
+ * the ARN a plain member; a bare name (or anything else) is kept as it is. */
+static void test_cluster_dimension_is_the_short_name(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *metadata, *name;
+        bool arn;
+    } cases[] = {
+        { "arn:aws:ecs:eu-west-2:111122223333:cluster/pi-prod", "pi-prod", true },
+        { "arn:aws-cn:ecs:cn-north-1:111122223333:cluster/pi", "pi", true },
+        { "pi-prod", "pi-prod", false },
+        { "arn:aws:ecs:eu-west-2:111122223333:cluster/", "arn:aws:ecs:eu-west-2:111122223333:cluster/", true },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct agent_state st;
+        struct health_verdict v;
+        char line[4096];
+        base_state(&st);
+        st.metadata.known = true;
+        snprintf(st.metadata.cluster, sizeof st.metadata.cluster, "%s", cases[i].metadata);
+        health_evaluate(&st, &policy, &v);
+        assert_true(emf_render(&st, &v, "Panintelligence/Agent", 1, line, sizeof line) > 0);
+        cJSON *root = check_emf(line, 1);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(root, "ClusterName")->valuestring,
+                            cases[i].name);
+        const cJSON *arn = cJSON_GetObjectItemCaseSensitive(root, "ClusterArn");
+        if (cases[i].arn)
+            assert_string_equal(arn->valuestring, cases[i].metadata);
+        else
+            assert_null(arn);
+        cJSON_Delete(root);
+    }
+}
+
+/* A figure that can go negative (days left after the expiry) is an integer,
+ * not a wrapped unsigned value nor a rounded float. */
+static void test_negative_days_left(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct health_verdict v;
+    char line[4096];
+    base_state(&st);
+    st.licence.has_days_left = true;
+    st.licence.days_left = -3;
+    health_evaluate(&st, &policy, &v);
+    assert_true(emf_render(&st, &v, "Panintelligence/Agent", 1, line, sizeof line) > 0);
+    cJSON_Delete(check_emf(line, 1));
+    assert_non_null(strstr(line, ",\"LicenceDaysLeft\":-3,"));
 }
 
 static void test_namespace_validation(void **state)
@@ -228,6 +282,8 @@ int main(void)
         cmocka_unit_test(test_full_line_with_metadata),
         cmocka_unit_test(test_minimal_line_without_metadata),
         cmocka_unit_test(test_dimension_values_are_escaped),
+        cmocka_unit_test(test_cluster_dimension_is_the_short_name),
+        cmocka_unit_test(test_negative_days_left),
         cmocka_unit_test(test_namespace_validation),
     };
     return cmocka_run_group_tests_name("emf", tests, NULL, NULL);

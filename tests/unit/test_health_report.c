@@ -345,6 +345,7 @@ static void test_metrics_text(void **state)
     char buf[65536];
     healthy_state(&st);
     st.child_restarts = 2;
+    st.licence.expires = 1806536807; /* ten digits: every one must survive */
     st.efs.scanned = true;
     st.efs.total_bytes = 2048;
     st.efs.budget_bytes = 4096;
@@ -365,7 +366,10 @@ static void test_metrics_text(void **state)
     assert_non_null(strstr(buf, "pi_agent_health_state{state=\"ok\"} 1\n"));
     assert_non_null(strstr(buf, "pi_agent_health_state{state=\"starting\"} 0\n"));
     assert_non_null(strstr(buf, "pi_agent_licence_state{status=\"valid\"} 1\n"));
-    assert_non_null(strstr(buf, "\npi_agent_licence_days_left 120\n"));
+    /* Base units: seconds left, from the expiry and the time of the request. */
+    assert_non_null(strstr(buf, "\npi_agent_licence_remaining_seconds 42476717\n"));
+    assert_non_null(strstr(buf, "\npi_agent_licence_expiry_timestamp_seconds 1806536807\n"));
+    assert_null(strstr(buf, "days"));
     assert_non_null(strstr(buf, "pi_agent_efs_folder_bytes{folder=\"themes\"} 1024\n"));
     assert_non_null(strstr(buf, "pi_agent_efs_folder_bytes{folder=\"we\\\"ird\\\\\"} 7\n"));
     assert_non_null(strstr(buf, "\npi_agent_efs_budget_bytes 4096\n"));
@@ -375,13 +379,50 @@ static void test_metrics_text(void **state)
     /* An unknown status word still shows up, as the current one. */
     snprintf(st.licence.status, sizeof st.licence.status, "brand-new");
     st.licence.has_days_left = false;
+    st.licence.expires = 0;
     health_evaluate(&st, &default_policy, &v);
     n = health_render_metrics(&st, &v, st.started_ms, buf, sizeof buf);
     assert_true(n > 0);
     assert_prometheus_text(buf);
     assert_non_null(strstr(buf, "pi_agent_licence_state{status=\"brand-new\"} 1\n"));
-    assert_null(strstr(buf, "pi_agent_licence_days_left"));
+    assert_null(strstr(buf, "pi_agent_licence_remaining_seconds"));
+    assert_null(strstr(buf, "pi_agent_licence_expiry_timestamp_seconds"));
+
+    /* After the expiry the figure goes negative rather than vanishing. */
+    st.licence.expires = 1764060000;
+    n = health_render_metrics(&st, &v, 1764060090000ull, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "\npi_agent_licence_remaining_seconds -90\n"));
     assert_int_equal(health_render_metrics(&st, &v, st.started_ms, buf, 200), -1);
+}
+
+static void test_numbers_keep_every_digit(void **state)
+{
+    (void)state;
+    static const struct {
+        double in;
+        const char *out;
+    } cases[] = {
+        { 1806536807.0, "1806536807" },           /* a Unix time, not 1.80653681e+09 */
+        { 9007199254740992.0, "9007199254740992" }, /* 2^53: the last exact integer */
+        { -90.0, "-90" },
+        { 0.0, "0" },
+        { 90.5, "90.5" },
+        { 0.004, "0.004" },
+        { 0.1, "0.1" },                           /* shortest, not 0.10000000000000001 */
+        { 1764060000.123, "1764060000.123" },
+        { 0.1 + 0.2, "0.30000000000000004" },    /* needs all 17 digits */
+        { 1e300, "1e+300" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char mem[64];
+        struct outbuf b;
+        outbuf_init(&b, mem, sizeof mem);
+        outbuf_number(&b, cases[i].in);
+        assert_false(b.overflow);
+        assert_string_equal(mem, cases[i].out);
+        assert_true(strtod(mem, NULL) == cases[i].in);
+    }
 }
 
 static void test_client_summary(void **state)
@@ -846,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_licence_rules),
         cmocka_unit_test(test_health_json),
         cmocka_unit_test(test_metrics_text),
+        cmocka_unit_test(test_numbers_keep_every_digit),
         cmocka_unit_test(test_client_summary),
         cmocka_unit_test(test_probe_url),
         cmocka_unit_test(test_probe_status_line),
