@@ -1,5 +1,5 @@
 /* emf: one CloudWatch Embedded Metric Format line every
- * PI_AGENT_EMF_INTERVAL_SECONDS on stdout, so the awslogs driver turns the
+ * PI_AGENT_EMF_INTERVAL_SECONDS on stderr, so the awslogs driver turns the
  * agent's key figures into CloudWatch metrics without an agent or API call.
  * Document shape (EMF specification):
  *   {"_aws":{"Timestamp":<ms>,"CloudWatchMetrics":[{"Namespace":"...",

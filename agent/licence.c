@@ -1074,21 +1074,10 @@ int licence_command(void)
             fputc('\n', stdout);
         free(json);
     } else {
-        /* No agent has written a status: resolve now. Log lines go to
-         * stderr so that stdout holds only the status. */
-        fflush(stdout);
-        int saved = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-        if (saved >= 0 && dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
-            close(saved);
-            saved = -1; /* log lines stay on stdout, before the status */
-        }
+        /* No agent has written a status: resolve now (log lines go to
+         * stderr, so stdout holds only the status). */
         struct resolution r;
         resolve_here(&cfg, &r);
-        if (saved >= 0) {
-            if (dup2(saved, STDOUT_FILENO) < 0)
-                fprintf(stderr, "pi-agent: cannot restore stdout: %s\n", strerror(errno));
-            close(saved);
-        }
         status = r.status;
         char *out = status_json(&r.st, &r.claims, r.have_claims);
         resolution_free(&r);

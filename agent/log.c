@@ -1,6 +1,8 @@
-/* log: JSON lines for CloudWatch Logs Insights, or text for a terminal. One
- * write(2) per record so lines from the agent and the child never interleave
- * mid-line on the shared stdout pipe. */
+/* log: JSON lines for CloudWatch Logs Insights, or text for a terminal, on
+ * stderr: stdout belongs to the child (as with tini or s6), so redirecting a
+ * command's output captures only that command's output. One write(2) per
+ * record so lines from the agent and the child never interleave mid-line on a
+ * shared stderr pipe. */
 #include "log.h"
 
 #include <errno.h>
@@ -175,7 +177,7 @@ static void timestamp(char *out, size_t cap)
 static void write_line(const char *buf, size_t len)
 {
     while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, buf, len);
+        ssize_t n = write(STDERR_FILENO, buf, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -236,8 +238,8 @@ void log_raw_line(const char *line)
 {
     size_t len = strlen(line);
     char buf[LOG_LINE_MAX];
-    /* One write with its newline, like log_emit: the child's output on the
-     * shared stdout must not land between the record and its end. */
+    /* One write with its newline, like log_emit: the child's output on a
+     * shared stderr must not land between the record and its end. */
     if (len < sizeof buf) {
         memcpy(buf, line, len);
         buf[len] = '\n';

@@ -1,4 +1,5 @@
-/* log: one JSON object per line on stdout (or plain text for a terminal).
+/* log: one JSON object per line on stderr (or plain text for a terminal);
+ * stdout is left to the child and to subcommands' results.
  * Fields are typed key/value pairs so that callers never build JSON by hand:
  *     log_info("child started", LF_INT("pid", pid), LF_STR("command", argv0));
  * Never pass a secret as a field: there is no redaction layer behind this. */

@@ -166,11 +166,18 @@ class Dashboard:
         return self.inspect()["State"]["ExitCode"]
 
     def logs(self):
+        """Both streams, for messages and for lines from Tomcat."""
         p = docker("logs", self.name, check=False, timeout=60)
         return p.stdout + p.stderr
 
+    def streams(self):
+        """(stdout, stderr) as docker logs keeps them apart."""
+        p = docker("logs", self.name, check=False, timeout=60)
+        return p.stdout, p.stderr
+
     def records(self):
-        return agent_records(self.logs())
+        """pi-agent's log records: the agent writes them on stderr only."""
+        return agent_records(self.streams()[1])
 
     def exec(self, *cmd, check=True, input=None):
         return docker("exec", "-i", self.name, *cmd, check=check, input=input, timeout=120)

@@ -36,7 +36,8 @@ def agent_env(**overrides):
 
 
 class Agent:
-    """A running pi-agent with its captured stdout (JSON lines) and stderr."""
+    """A running pi-agent with its captured stdout (the child's own output)
+    and stderr (the agent's log lines, JSON unless a test asks for text)."""
 
     def __init__(self, args, env, pid1=True, cwd=None, preexec_fn=None, pass_fds=()):
         cmd = [str(AGENT)] + list(args)
@@ -90,8 +91,8 @@ class Agent:
         return self.proc.returncode
 
     def logs(self):
-        """The agent's JSON log records."""
-        return json_records(self.stdout.decode(errors="replace").splitlines())
+        """The agent's JSON log records (EMF lines included), from stderr."""
+        return json_records(self.stderr.decode(errors="replace").splitlines())
 
     def kill(self):
         """Kills the agent and everything below it (its child leads a process

@@ -80,20 +80,29 @@ def wrapped(args, binds=(), ro_binds=(), pid1=True, overlays=()):
 
 
 class Run:
-    """pi-agent running in its own session; stdout lines are collected as they come."""
+    """pi-agent running in its own session; its log lines (stderr) are
+    collected as they come, the child's stdout apart."""
 
     def __init__(self, args, env, binds=(), ro_binds=(), pid1=True, overlays=()):
         self.proc = subprocess.Popen(wrapped(args, binds, ro_binds, pid1, overlays), env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
-        self.lines = []
-        self.err = b""
+        self.lines = []   # the agent's log lines
+        self.out = b""    # the child's stdout
+        self.err = b""    # what stderr held: the log lines, as bytes
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._out_reader = threading.Thread(target=self._read_out, daemon=True)
+        self._out_reader.start()
 
     def _read(self):
-        for raw in self.proc.stdout:
+        for raw in self.proc.stderr:
+            self.err += raw
             self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def _read_out(self):
+        for raw in self.proc.stdout:
+            self.out += raw
 
     def records(self):
         return json_records(list(self.lines))
@@ -127,7 +136,7 @@ class Run:
             self.kill()
             raise
         self._reader.join(timeout=10)
-        self.err = self.proc.stderr.read()
+        self._out_reader.join(timeout=10)
         return self.proc.returncode
 
     def stop(self):

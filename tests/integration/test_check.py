@@ -16,7 +16,9 @@ from efs_helpers import FOLDERS, make_image, storage_env, tree_digest, wrapped
 def check(env, binds=(), ro_binds=()):
     p = subprocess.run(wrapped(["check"], binds, ro_binds, pid1=False), env=env,
                        capture_output=True, text=True, timeout=60)
-    lines = [l for l in p.stdout.splitlines() if not l.startswith("{")]
+    lines = p.stdout.splitlines()
+    # The report is on stdout; the agent's own log records only on stderr.
+    assert not [l for l in lines if l.startswith("{")], p.stdout
     return p.returncode, lines, p.stderr
 
 

@@ -129,8 +129,7 @@ def test_emf_line_every_interval(start_agent, tmp_path):
     time.sleep(2.5)  # let at least one EMF line be written after ready
     d.agent.signal(signal.SIGTERM)
     assert d.agent.wait() == 0
-    lines = [json.loads(l) for l in d.agent.stdout.decode().splitlines()
-             if l.startswith('{"_aws"')]
+    lines = [r for r in d.agent.logs() if "_aws" in r]
     assert len(lines) >= 2
     for doc in lines:
         check_emf(doc)
@@ -149,7 +148,8 @@ def test_emf_off_by_default_outside_ecs(start_agent, tmp_path):
     time.sleep(1.5)
     d.agent.signal(signal.SIGTERM)
     assert d.agent.wait() == 0
-    assert b'"_aws"' not in d.agent.stdout
+    assert not [r for r in d.agent.logs() if "_aws" in r]
+    assert b'"_aws"' not in d.agent.stdout + d.agent.stderr
 
 
 # ---- pi-agent health ---------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HELPERS, agent_env, descendants, wait_for
+from conftest import AGENT, HELPERS, agent_env, descendants, wait_for
 
 PY = sys.executable
 
@@ -405,7 +405,7 @@ def test_restart_never_is_the_default(start_agent, tmp_path):
 def test_text_log_format(start_agent):
     agent = start_agent(["--", "true"], env=agent_env(PI_AGENT_LOG_FORMAT="text"))
     assert agent.wait() == 0
-    out = agent.stdout.decode()
+    out = agent.stderr.decode()
     assert " info child started pid=" in out
     assert not out.lstrip().startswith("{")
 
@@ -442,3 +442,46 @@ def test_sigterm_during_a_slow_start_phase_exits_at_once(start_agent, tmp_path):
     assert "stop requested: worker ended" in msgs
     assert "stop requested during start-up: the dashboard is not started" in msgs
     assert "worker crashed" not in msgs
+
+
+# ---- streams: stdout is the child's, the agent logs on stderr ---------------
+
+CHILD_BYTES = (b'{"level":"info","msg":"the child\'s own JSON"}\n'
+               b"plain line\n\x00\x01\xfe\xff binary\r\n"
+               b"no newline at the end")
+
+
+def test_child_stdout_is_byte_for_byte_its_own(tmp_path):
+    """Redirecting stdout captures the child's output and nothing else: the
+    agent's records (EMF lines included) all go to stderr."""
+    half = len(CHILD_BYTES) // 2
+    marker = tmp_path / "emf-seen"
+    # The child writes half, waits until the agent has written an EMF line
+    # meanwhile (the test tells it through a file), then writes the rest.
+    child = ("import os, sys, time\n"
+             f"data = {CHILD_BYTES!r}\n"
+             f"os.write(1, data[:{half}])\n"
+             "deadline = time.time() + 30\n"
+             f"while not os.path.exists({str(marker)!r}) and time.time() < deadline:\n"
+             "    time.sleep(0.05)\n"
+             f"os.write(1, data[{half}:])\n")
+    err_path = tmp_path / "stderr.log"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                                 str(AGENT), "--", PY, "-c", child],
+                                env=agent_env(PI_AGENT_EMF="true", PI_AGENT_EMF_INTERVAL_SECONDS=1),
+                                stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+        try:
+            wait_for(lambda: b'"_aws"' in err_path.read_bytes(), timeout=20, what="an EMF line")
+            marker.write_text("go")
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 0, err_path.read_text()
+    assert out == CHILD_BYTES
+    lines = err_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every stderr line is a record
+    assert "child started" in [r.get("msg") for r in records]
+    assert any("_aws" in r for r in records)
