@@ -456,16 +456,31 @@ static void resolve_xml(const char *text, size_t len, const char *source, struct
     r->len = n;
 }
 
+/* Something shaped like an offline licence but not a whole one: a cut or
+ * damaged paste. It is never a customer key, so it is never passed on. */
+static void resolve_broken_token(const char *what, const char *why, const char *source,
+                                 struct resolution *r)
+{
+    char reason[STATE_REASON_MAX];
+    snprintf(reason, sizeof(reason), "%s looks like an offline licence but is incomplete: %.160s",
+             what, why);
+    set_status(r, LS_MALFORMED, source, reason);
+}
+
 /* A document from a licence URL or the ALM: a token or an XML licence. */
 static void resolve_document(const struct licence_config *cfg, const struct licence_keyset *keys,
                              const char *text, size_t len, const char *source, bool token_only,
                              struct resolution *r)
 {
-    enum licence_form form = licence_classify(text, len);
+    char why[LICENCE_REASON_MAX];
+    enum licence_form form = licence_classify_reason(text, len, why, sizeof(why));
     if (form == LICENCE_FORM_TOKEN)
         resolve_token(cfg, keys, text, len, source, r);
     else if (form == LICENCE_FORM_XML && !token_only)
         resolve_xml(text, len, source, r);
+    else if (form == LICENCE_FORM_BROKEN_TOKEN)
+        resolve_broken_token(token_only ? "the licence from the ALM" : "the licence at PI_LICENCE_URL",
+                             why, source, r);
     else
         set_status(r, LS_MALFORMED, source,
                    token_only ? "the ALM handed over something that is not a licence token"
@@ -570,8 +585,11 @@ static void resolve(const struct resolve_opts *o, struct resolution *r)
         set_status(r, LS_BAD_SIGNATURE, "none", reason);
         return;
     }
-    enum licence_form form =
-        cfg->licence ? licence_classify(cfg->licence, strlen(cfg->licence)) : LICENCE_FORM_NONE;
+    char why[LICENCE_REASON_MAX];
+    enum licence_form form = cfg->licence ? licence_classify_reason(cfg->licence,
+                                                                    strlen(cfg->licence), why,
+                                                                    sizeof(why))
+                                          : LICENCE_FORM_NONE;
     if (form != LICENCE_FORM_NONE && cfg->licence_url && !o->refresh_only)
         log_warn("PI_LICENCE_URL is ignored: PI_LICENCE is set and wins");
     if (o->refresh_only) {
@@ -580,6 +598,8 @@ static void resolve(const struct resolve_opts *o, struct resolution *r)
         resolve_token(cfg, keys, cfg->licence, strlen(cfg->licence), "inline", r);
     } else if (form == LICENCE_FORM_XML) {
         resolve_xml(cfg->licence, strlen(cfg->licence), "inline", r);
+    } else if (form == LICENCE_FORM_BROKEN_TOKEN) {
+        resolve_broken_token("PI_LICENCE", why, "inline", r);
     } else if (form == LICENCE_FORM_KEY && cfg->alm_url) {
         resolve_with_alm(o, keys, r);
     } else if (form == LICENCE_FORM_KEY) {

@@ -74,6 +74,7 @@ const char *licence_form_name(enum licence_form form)
     case LICENCE_FORM_TOKEN: return "token";
     case LICENCE_FORM_XML: return "xml";
     case LICENCE_FORM_KEY: return "customer-key";
+    case LICENCE_FORM_BROKEN_TOKEN: return "broken-token";
     case LICENCE_FORM_NONE: break;
     }
     return "none";
@@ -214,9 +215,104 @@ int jws_split(const char *token, size_t len, struct jws_parts *out)
     return 0;
 }
 
-enum licence_form licence_classify(const char *value, size_t len)
+/* The start of what a base64url part decodes to, even when the part was cut
+ * anywhere (it is padded with zero bits to whole groups): a cut part is what
+ * the broken-token check looks for. At most cap bytes; 0 when the part holds
+ * a character outside the alphabet. */
+#define PART_PEEK_CHARS 1024
+static size_t b64url_peek(const char *part, size_t len, unsigned char *out, size_t cap)
+{
+    char buf[PART_PEEK_CHARS + 4];
+    if (len > PART_PEEK_CHARS)
+        len = PART_PEEK_CHARS;
+    for (size_t i = 0; i < len; i++)
+        if (b64url_value((unsigned char)part[i]) < 0)
+            return 0;
+    memcpy(buf, part, len);
+    while (len % 4 != 0)
+        buf[len++] = 'A';
+    size_t n;
+    if (len == 0 || b64url_decode(buf, len, out, cap, &n) != 0)
+        return 0;
+    return n;
+}
+
+static bool starts_json_object(const unsigned char *b, size_t n)
+{
+    size_t k = 0;
+    while (k < n && is_space((char)b[k]))
+        k++;
+    return k < n && b[k] == '{';
+}
+
+static bool holds_alg(const unsigned char *b, size_t n)
+{
+    static const char alg[] = "\"alg\"";
+    for (size_t i = 0; i + sizeof alg - 1 <= n; i++)
+        if (memcmp(b + i, alg, sizeof alg - 1) == 0)
+            return true;
+    return false;
+}
+
+/* Whether a stripped value that did not split as a token still looks like
+ * one; if so, what is wrong with it goes to reason. */
+static bool broken_token(const char *v, size_t n, char *reason, size_t cap)
+{
+    unsigned char peek[B64URL_DECODED_MAX(PART_PEEK_CHARS + 4)];
+    size_t nparts = 1, empty_at = 0, bad_at = 0;
+    bool all_b64 = true, any_json = false, first_alg = false;
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && v[i] != '.')
+            continue;
+        const char *part = v + start;
+        size_t plen = i - start;
+        size_t bad = 0;
+        for (size_t k = 0; k < plen && !bad; k++)
+            if (b64url_value((unsigned char)part[k]) < 0)
+                bad = 1;
+        if (plen == 0 && !empty_at)
+            empty_at = nparts;
+        if (bad) {
+            all_b64 = false;
+            if (!bad_at)
+                bad_at = nparts;
+        } else if (plen > 0) {
+            size_t d = b64url_peek(part, plen, peek, sizeof peek);
+            bool json = starts_json_object(peek, d);
+            any_json = any_json || json;
+            if (nparts == 1)
+                first_alg = json && holds_alg(peek, d);
+        }
+        if (i < n) {
+            nparts++;
+            start = i + 1;
+        }
+    }
+    bool has_dots = nparts > 1;
+    if (!first_alg && !(has_dots && all_b64 && any_json))
+        return false;
+    if (nparts < 3)
+        set_reason(reason, cap, "%zu of 3 parts: truncated?", nparts);
+    else if (nparts > 3)
+        set_reason(reason, cap, "%zu parts where an offline licence has 3: two pasted together?",
+                   nparts);
+    else if (empty_at)
+        set_reason(reason, cap, "part %zu of 3 is empty: truncated?", empty_at);
+    else if (bad_at)
+        set_reason(reason, cap, "part %zu of 3 has a character outside base64url: damaged in the "
+                   "paste?", bad_at);
+    else
+        set_reason(reason, cap, "3 parts, but the first is not a token header: damaged in the "
+                   "paste?");
+    return true;
+}
+
+enum licence_form licence_classify_reason(const char *value, size_t len, char *reason,
+                                          size_t cap)
 {
     size_t i = 0;
+    set_reason(reason, cap, "%s", "");
     while (i < len && is_space(value[i]))
         i++;
     if (i == len)
@@ -238,16 +334,21 @@ enum licence_form licence_classify(const char *value, size_t len)
         size_t hlen;
         unsigned char *h = b64url_decode_alloc(parts.header, parts.header_len, &hlen);
         if (h) {
-            size_t k = 0;
-            while (k < hlen && is_space((char)h[k]))
-                k++;
-            if (k < hlen && h[k] == '{')
+            if (starts_json_object(h, hlen))
                 form = LICENCE_FORM_TOKEN;
             free(h);
         }
     }
+    if (form == LICENCE_FORM_KEY && broken_token(stripped, n, reason, cap))
+        form = LICENCE_FORM_BROKEN_TOKEN;
+    explicit_bzero(stripped, n);
     free(stripped);
     return form;
+}
+
+enum licence_form licence_classify(const char *value, size_t len)
+{
+    return licence_classify_reason(value, len, NULL, 0);
 }
 
 static int copy_string(char *dst, size_t cap, const char *src)
@@ -619,7 +720,8 @@ enum licence_status licence_token_verify(const char *token, size_t len,
     if (jws_parse_header((const char *)header, hlen, &hdr, reason, cap) != 0)
         goto out;
     if (slen != 64) {
-        set_reason(reason, cap, "the licence signature is %zu bytes, ES256 needs 64", slen);
+        set_reason(reason, cap, "the licence signature is %zu bytes, ES256 needs 64%s", slen,
+                   slen < 64 ? ": truncated?" : "");
         goto out;
     }
     /* Claims are parsed before the signature is checked so that a bad

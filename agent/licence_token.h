@@ -19,6 +19,7 @@ enum licence_form {
     LICENCE_FORM_TOKEN, /* JWS compact: an offline licence */
     LICENCE_FORM_XML,   /* <licence>...</licence> */
     LICENCE_FORM_KEY,   /* anything else: an ALM customer key */
+    LICENCE_FORM_BROKEN_TOKEN, /* looks like an offline licence, is not a whole one */
 };
 
 /* The statuses of the licence issue, in one enum so that code can switch. */
@@ -52,6 +53,15 @@ size_t licence_strip_whitespace(const char *in, size_t len, char *out);
  * whose first decodes to a JSON object (after whitespace is stripped); XML
  * starts with '<'; anything else that is not blank is a customer key. */
 enum licence_form licence_classify(const char *value, size_t len);
+/* licence_classify, telling apart a value that looks like an offline licence
+ * but is not a complete token: LICENCE_FORM_BROKEN_TOKEN, with what is wrong
+ * in reason ("2 of 3 parts: truncated?"; reason may be NULL). It looks like
+ * one when its first part decodes to (the start of) a JSON object holding
+ * "alg", or when it has dots, all its parts are base64url and one of them
+ * decodes to the start of a JSON object. Such a value is never a customer
+ * key; "acme.corp.key" still is. The reason never quotes the value. */
+enum licence_form licence_classify_reason(const char *value, size_t len, char *reason,
+                                          size_t cap);
 
 /* base64url without padding (RFC 7515 section 2). Decoding is strict: only the
  * alphabet, no '=', length mod 4 != 1, unused bits zero. Returns 0, or -1 on

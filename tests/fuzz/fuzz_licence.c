@@ -82,6 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     enum licence_form form = licence_classify(in, size);
     (void)licence_form_name(form);
+    /* The reason is there exactly when the value is a broken token. */
+    if (licence_classify_reason(in, size, reason, sizeof(reason)) != form ||
+        (form == LICENCE_FORM_BROKEN_TOKEN) != (reason[0] != '\0'))
+        abort();
 
     char *stripped = malloc(size + 1);
     if (!stripped)

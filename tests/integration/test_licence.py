@@ -495,6 +495,56 @@ def test_xml_licence_that_is_cut_short_is_malformed(tmp_path, pki):
     assert (rc, st["status"]) == (1, "malformed")
 
 
+def test_truncated_offline_licence_is_malformed_not_a_customer_key(tmp_path, pki, alm_stub,
+                                                                    start_agent):
+    """Two of three parts, as a length-limited field leaves a token: never
+    sent to the ALM nor passed on as a customer key."""
+    token = pki.vendor.sign(claims())
+    cut = token.rsplit(".", 1)[0]
+    stub = alm_stub()
+    env = licence_env(tmp_path, pki, PI_LICENCE=cut, PI_ALM_URL=stub.url())
+    rc, st, out, err = licence_cmd(env)
+    assert (rc, st["status"], st["source"]) == (1, "malformed", "inline")
+    assert st["reason"] == ("PI_LICENCE looks like an offline licence but is incomplete: "
+                            "2 of 3 parts: truncated?")
+    rc, agent, child = run_agent(start_agent, env, tmp_path)
+    assert rc == 0  # a bad licence does not stop the start unless required
+    assert child["PI_LICENCE_STATUS"] == "malformed"
+    assert "PI_LICENCE_FILE" not in child
+    assert stub.requests == []
+    rec = [r for r in agent.logs() if r.get("msg") == "licence checked"][0]
+    assert rec["status"] == "malformed" and "truncated?" in rec["reason"]
+    assert_no_secrets(pki, out, err, *agent_outputs(agent, tmp_path), extra=[cut])
+
+
+@pytest.mark.parametrize("how,words", [
+    ("header", "1 of 3 parts: truncated?"),
+    ("empty-signature", "part 3 of 3 is empty: truncated?"),
+    ("joined", "5 parts where an offline licence has 3"),
+])
+def test_broken_offline_licence_says_what_is_wrong(tmp_path, pki, how, words):
+    token = pki.vendor.sign(claims())
+    value = {"header": token.split(".")[0], "empty-signature": token.rsplit(".", 1)[0] + ".",
+             "joined": token + "\n" + token}[how]
+    rc, st, _, _ = licence_cmd(licence_env(tmp_path, pki, PI_LICENCE=value))
+    assert (rc, st["status"]) == (1, "malformed")
+    assert words in st["reason"]
+
+
+def test_customer_key_with_dots_is_still_a_customer_key(tmp_path, pki):
+    rc, st, _, _ = licence_cmd(licence_env(tmp_path, pki, PI_LICENCE="acme.corp.key"))
+    assert (rc, st["status"], st["source"]) == (0, "unverified", "dashboard")
+
+
+def test_licence_url_with_a_cut_token_is_malformed(tmp_path, pki, alm_stub):
+    token = pki.vendor.sign(claims())
+    stub = alm_stub().respond(Response(200, token[:len(token) // 2], content_type="text/plain"))
+    rc, st, _, _ = licence_cmd(licence_env(tmp_path, pki, PI_LICENCE_URL=stub.url("/l.jwt")))
+    assert (rc, st["status"], st["source"]) == (1, "malformed", "url")
+    assert st["reason"].startswith("the licence at PI_LICENCE_URL looks like an offline licence")
+    assert "truncated?" in st["reason"]
+
+
 # ---- PI_LICENCE unset, PI_LICENCE_URL -----------------------------------------
 
 def test_missing_licence_still_starts_the_dashboard(tmp_path, pki, start_agent):

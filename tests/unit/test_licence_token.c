@@ -129,6 +129,93 @@ static void classify_tells_the_forms_apart(void **s)
     test_key_free(&k);
 }
 
+/* Classifies a value built from a real token; returns the form and leaves the
+ * reason in why. */
+static enum licence_form classify_why(const char *v, char *why, size_t cap)
+{
+    return licence_classify_reason(v, strlen(v), why, cap);
+}
+
+static void cut_or_damaged_tokens_are_broken_never_customer_keys(void **s)
+{
+    (void)s;
+    struct test_key k;
+    test_key_new(&k, MBEDTLS_ECP_DP_SECP256R1);
+    char claims[512];
+    test_claims(claims, sizeof(claims), NOW - DAY, NOW + 100 * DAY, NULL);
+    char *tok = test_token(&k, "{\"alg\":\"ES256\",\"kid\":\"k1\"}", claims);
+    size_t n = strlen(tok);
+    const char *dot1 = strchr(tok, '.');
+    const char *dot2 = strchr(dot1 + 1, '.');
+    size_t h = (size_t)(dot1 - tok), hp = (size_t)(dot2 - tok);
+    char *v = malloc(2 * n + 8);
+    char why[LICENCE_REASON_MAX];
+
+    /* Cut after the payload, with or without its dot: 2 of 3 parts. */
+    memcpy(v, tok, hp), v[hp] = '\0';
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+    assert_string_equal(why, "2 of 3 parts: truncated?");
+    memcpy(v, tok, hp + 1), v[hp + 1] = '\0';
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+    assert_string_equal(why, "part 3 of 3 is empty: truncated?");
+    /* Cut inside the payload: still 2 of 3, whatever the cut. */
+    for (size_t cut = h + 2; cut < hp; cut += 7) {
+        memcpy(v, tok, cut), v[cut] = '\0';
+        assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+        assert_string_equal(why, "2 of 3 parts: truncated?");
+    }
+    /* The header alone, whole or cut anywhere after "alg": 1 of 3. */
+    for (size_t cut = 12; cut <= h; cut++) {
+        memcpy(v, tok, cut), v[cut] = '\0';
+        assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+        assert_string_equal(why, "1 of 3 parts: truncated?");
+    }
+    /* Header and dot only: the payload is missing. */
+    memcpy(v, tok, h + 1), v[h + 1] = '\0';
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+    assert_string_equal(why, "2 of 3 parts: truncated?");
+    /* Cut inside the signature: still a token; the check says truncated. */
+    memcpy(v, tok, n - 10), v[n - 10] = '\0';
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_TOKEN);
+    struct licence_claims c;
+    assert_int_equal(licence_token_verify(v, strlen(v), NULL, &c, why, sizeof why), LS_MALFORMED);
+    assert_non_null(strstr(why, "truncated?"));
+    /* Two tokens pasted together. */
+    snprintf(v, 2 * n + 8, "%s%s", tok, tok);
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+    assert_string_equal(why, "5 parts where an offline licence has 3: two pasted together?");
+    /* A character outside base64url in the payload. */
+    snprintf(v, 2 * n + 8, "%s", tok);
+    v[h + 5] = '+';
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+    assert_string_equal(why, "part 2 of 3 has a character outside base64url: damaged in the paste?");
+    /* The header lost its first character; the payload still decodes. */
+    snprintf(v, 2 * n + 8, "%s", tok + 1);
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+    assert_string_equal(why, "3 parts, but the first is not a token header: damaged in the paste?");
+    /* Wrapped over lines and cut: still broken, not a key. */
+    snprintf(v, 2 * n + 8, "  %.*s\n%.*s\r\n", (int)h, tok, (int)(hp - h), tok + h);
+    assert_int_equal(classify_why(v, why, sizeof why), LICENCE_FORM_BROKEN_TOKEN);
+    /* The reason never quotes the value. */
+    assert_null(strstr(why, "eyJ"));
+
+    /* Customer keys stay customer keys, dots or not. */
+    const char *keys[] = { "ACME-1234-5678", "acme.corp.key", "acme.corp", "a.b", "eyJfoo",
+                           "customer-key-SECRET-1234567890", "x..y", "3f2504e0-4f89-11d3-9a0c" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        assert_int_equal(classify_why(keys[i], why, sizeof why), LICENCE_FORM_KEY);
+        assert_string_equal(why, "");
+    }
+    /* The whole token is a token, without a reason. */
+    assert_int_equal(classify_why(tok, why, sizeof why), LICENCE_FORM_TOKEN);
+    assert_string_equal(why, "");
+    assert_int_equal(licence_classify_reason(tok, h, NULL, 0), LICENCE_FORM_BROKEN_TOKEN);
+    assert_string_equal(licence_form_name(LICENCE_FORM_BROKEN_TOKEN), "broken-token");
+    free(v);
+    free(tok);
+    test_key_free(&k);
+}
+
 static void form_and_status_names(void **s)
 {
     (void)s;
@@ -548,6 +635,7 @@ int main(void)
         cmocka_unit_test(strip_removes_cr_lf_space_tab_anywhere),
         cmocka_unit_test(jws_split_finds_three_parts),
         cmocka_unit_test(classify_tells_the_forms_apart),
+        cmocka_unit_test(cut_or_damaged_tokens_are_broken_never_customer_keys),
         cmocka_unit_test(form_and_status_names),
         cmocka_unit_test(header_requires_es256_and_refuses_crit),
         cmocka_unit_test(claims_parse_all_fields),
