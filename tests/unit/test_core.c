@@ -253,14 +253,14 @@ static void reap_wait_times_out_and_restores_the_watch(void **s)
     assert_int_equal(stranger_calls, 1);
 }
 
-/* Runs fn with stdout pointed at fd; restores it. */
-static void with_stdout(int fd, void (*fn)(void *), void *arg)
+/* Runs fn with stderr (where the agent logs) pointed at fd; restores it. */
+static void with_stderr(int fd, void (*fn)(void *), void *arg)
 {
-    int saved = dup(STDOUT_FILENO);
+    int saved = dup(STDERR_FILENO);
     assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, STDOUT_FILENO), STDOUT_FILENO);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
     fn(arg);
-    assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
     close(saved);
 }
 
@@ -275,9 +275,9 @@ static void raw_line_is_one_write_with_its_newline(void **s)
     int sv[2];
     char buf[256];
     /* A datagram socket shows write(2) boundaries: one record, one write, so
-     * the child's output on the shared stdout cannot land before the newline. */
+     * the child's output on a shared stderr cannot land before the newline. */
     assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
-    with_stdout(sv[0], emit_raw, "{\"_aws\":{}}");
+    with_stderr(sv[0], emit_raw, "{\"_aws\":{}}");
     ssize_t n = recv(sv[1], buf, sizeof buf - 1, MSG_DONTWAIT);
     assert_true(n > 0);
     buf[n] = '\0';
@@ -307,7 +307,7 @@ static void json_lines_near_the_limit_stay_whole_objects(void **s)
     FILE *f = tmpfile();
     assert_non_null(f);
     log_setup(LOG_INFO, LOG_FORMAT_JSON);
-    with_stdout(fileno(f), emit_near_the_limit, NULL);
+    with_stderr(fileno(f), emit_near_the_limit, NULL);
     rewind(f);
     static char line[16384];
     int lines = 0;
