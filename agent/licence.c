@@ -20,6 +20,7 @@
 #include "licence_token.h"
 #include "log.h"
 #include "loop.h"
+#include "procstat.h"
 #include "worker.h"
 
 #define LICENCE_FILE_NAME "licence"
@@ -746,8 +747,8 @@ static cJSON *add_date(cJSON *obj, const char *key, int64_t t)
 }
 
 /* The status as JSON (malloc'd), with nothing secret in it. */
-static char *status_json(const struct licence_state *st, const struct licence_claims *claims,
-                         bool have_claims)
+static cJSON *status_object(const struct licence_state *st, const struct licence_claims *claims,
+                            bool have_claims)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -775,9 +776,37 @@ static char *status_json(const struct licence_state *st, const struct licence_cl
              cJSON_AddNullToObject(o, "expires") && cJSON_AddNullToObject(o, "days_left");
     }
     ok = ok && add_date(o, "checked_at", (int64_t)time(NULL));
-    char *out = ok ? cJSON_PrintUnformatted(o) : NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static char *print_and_delete(cJSON *o)
+{
+    char *out = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return out;
+}
+
+/* The status file also names its writer (pid and start time), so that
+ * `pi-agent licence` can tell the running agent's view from a file left
+ * behind by one that is gone. */
+static char *status_file_json(const struct licence_state *st, const struct licence_claims *claims,
+                              bool have_claims)
+{
+    cJSON *o = status_object(st, claims, have_claims);
+    struct procstat self;
+    if (o && procstat_read(0, &self) == 0) {
+        cJSON *w = cJSON_AddObjectToObject(o, "writer");
+        if (!w || !cJSON_AddNumberToObject(w, "pid", (double)getpid()) ||
+            !cJSON_AddNumberToObject(w, "start_ticks", (double)self.start_ticks)) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
+    return print_and_delete(o);
 }
 
 /* ---- hand-over (PID 1: /run is local) ----------------------------------- */
@@ -839,7 +868,7 @@ static int write_handover(const struct licence_config *cfg, const struct resolut
         log_warn("cannot remove the previous licence file", LF_STR("path", path),
                  LF_STR("error", strerror(errno)));
     }
-    char *json = status_json(&r->st, &r->claims, r->have_claims);
+    char *json = status_file_json(&r->st, &r->claims, r->have_claims);
     if (!json) {
         log_error("out of memory writing the licence status");
     } else {
@@ -1064,6 +1093,55 @@ int licence_check(const struct licence_config *cfg, struct licence_state *out)
     return rc;
 }
 
+/* Whether the writer recorded in a status file is this container's running
+ * agent: the same process (pid and start time) and PID 1, or a subreaper
+ * right under PID 1 (ECS's initProcessEnabled). Else why not, in why. */
+static bool writer_is_running_agent(const cJSON *status, char *why, size_t cap)
+{
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(status, "writer");
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(w, "pid");
+    const cJSON *ticks = cJSON_GetObjectItemCaseSensitive(w, "start_ticks");
+    if (!cJSON_IsNumber(pid) || !cJSON_IsNumber(ticks) || pid->valuedouble < 1 ||
+        pid->valuedouble > 4194304) {
+        snprintf(why, cap, "it does not name the agent that wrote it");
+        return false;
+    }
+    pid_t p = (pid_t)pid->valuedouble;
+    struct procstat ps;
+    if (procstat_read(p, &ps) != 0) {
+        snprintf(why, cap, "its writer (pid %d) is not running in this container", (int)p);
+        return false;
+    }
+    if ((double)ps.start_ticks != ticks->valuedouble) {
+        snprintf(why, cap, "pid %d is no longer the agent that wrote it (restarted?)", (int)p);
+        return false;
+    }
+    if (p != 1 && ps.ppid != 1) {
+        snprintf(why, cap, "its writer (pid %d) is not this container's PID 1 nor a subreaper "
+                 "under it", (int)p);
+        return false;
+    }
+    return true;
+}
+
+static int print_status(cJSON *o, const char *view, const char *note)
+{
+    if (!o || !cJSON_AddStringToObject(o, "view", view) ||
+        (note && !cJSON_AddStringToObject(o, "view_note", note))) {
+        cJSON_Delete(o);
+        fprintf(stderr, "pi-agent: out of memory\n");
+        return -1;
+    }
+    char *out = print_and_delete(o);
+    if (!out) {
+        fprintf(stderr, "pi-agent: out of memory\n");
+        return -1;
+    }
+    printf("%s\n", out);
+    free(out);
+    return 0;
+}
+
 int licence_command(void)
 {
     struct licence_config cfg;
@@ -1077,39 +1155,46 @@ int licence_command(void)
     size_t len;
     char *json = read_small_file(path, 64 * 1024, &len);
     enum licence_status status = LS_MALFORMED;
+    char note[STATE_REASON_MAX] = "";
+    int rc = 0;
     if (json) {
-        /* The running agent's view: what the dashboard was given. */
+        /* The running agent's view (what the dashboard was given), but only
+         * while that agent runs: a file left by one that is gone, or written
+         * on a host, says nothing about now. */
         cJSON *o = cJSON_ParseWithLength(json, len);
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "status");
+        free(json);
         if (!cJSON_IsString(s) || licence_status_parse(s->valuestring, &status) != 0) {
             fprintf(stderr, "pi-agent: %s is not a licence status file\n", path);
-            free(json);
             cJSON_Delete(o);
             licence_config_free(&cfg);
             return 1;
         }
-        cJSON_Delete(o);
-        fputs(json, stdout);
-        if (len == 0 || json[len - 1] != '\n')
-            fputc('\n', stdout);
-        free(json);
-    } else {
-        /* No agent has written a status: resolve now (log lines go to
-         * stderr, so stdout holds only the status). */
-        struct resolution r;
-        resolve_here(&cfg, &r);
-        status = r.status;
-        char *out = status_json(&r.st, &r.claims, r.have_claims);
-        resolution_free(&r);
-        if (!out) {
-            fprintf(stderr, "pi-agent: out of memory\n");
-            licence_config_free(&cfg);
-            return 1;
+        char why[160];
+        if (writer_is_running_agent(o, why, sizeof(why))) {
+            rc = print_status(o, "running-agent", NULL);
+            o = NULL;
+        } else {
+            snprintf(note, sizeof(note), "%s was set aside: %.160s; resolved afresh",
+                     STATUS_FILE_NAME, why);
+            log_info("the licence status file is not the running agent's: resolving afresh",
+                     LF_STR("path", path), LF_STR("why", why));
         }
-        printf("%s\n", out);
-        free(out);
+        cJSON_Delete(o);
+        if (!note[0]) {
+            licence_config_free(&cfg);
+            return rc != 0 ? 1 : licence_status_acceptable(status) ? 0 : 1;
+        }
     }
+    /* No running agent has written a status: resolve now, writing nothing
+     * (log lines go to stderr, so stdout holds only the status). */
+    struct resolution r;
+    resolve_here(&cfg, &r);
+    status = r.status;
+    cJSON *o = status_object(&r.st, &r.claims, r.have_claims);
+    resolution_free(&r);
+    rc = print_status(o, "resolved-now", note[0] ? note : NULL);
     fflush(stdout);
     licence_config_free(&cfg);
-    return licence_status_acceptable(status) ? 0 : 1;
+    return rc != 0 ? 1 : licence_status_acceptable(status) ? 0 : 1;
 }

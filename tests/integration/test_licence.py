@@ -718,17 +718,93 @@ def test_licence_file_belongs_to_the_run_as_user(tmp_path, pki, start_agent):
     assert (status.st_mode & 0o777) == 0o644
 
 
+def licence_cmd_in_child(tmp_path, licence="something-else"):
+    """A child command that runs `pi-agent licence` next to the agent (same
+    container, i.e. PID namespace) with another PI_LICENCE, into a file."""
+    out = tmp_path / "licence-cmd.json"
+    return out, ["/bin/sh", "-c", f'PI_LICENCE={licence} "{AGENT}" licence > "{out}"']
+
+
 def test_licence_command_reports_the_running_agents_status(tmp_path, pki, start_agent):
     token = pki.vendor.sign(claims(days_from_now=50))
     env = licence_env(tmp_path, pki, PI_LICENCE=token)
-    rc, _, _ = run_agent(start_agent, env, tmp_path)
+    out, child = licence_cmd_in_child(tmp_path)
+    rc, agent, _ = run_agent(start_agent, env, tmp_path, child=child, pid1=True)
     assert rc == 0
-    # Now ask with a different PI_LICENCE: the agent's written view wins.
-    env2 = dict(env, PI_LICENCE="something-else")
-    rc, st, out, err = licence_cmd(env2)
-    assert (rc, st["status"], st["source"]) == (0, "valid", "inline")
+    # Asked with a different PI_LICENCE while the agent (PID 1) runs: its
+    # written view wins, and says so.
+    st = json.loads(out.read_text())
+    assert (st["status"], st["source"], st["view"]) == ("valid", "inline", "running-agent")
     assert st["days_left"] in (49, 50)
+    assert st["writer"]["pid"] == 1 and st["writer"]["start_ticks"] > 0
+    assert "view_note" not in st
+    assert_no_secrets(pki, out.read_text(), extra=[token])
+
+
+def test_licence_command_trusts_a_subreaper_under_pid_1(tmp_path, pki):
+    """ECS's initProcessEnabled: tini is PID 1, the agent PID 2."""
+    token = pki.vendor.sign(claims())
+    env = licence_env(tmp_path, pki, PI_LICENCE=token)
+    out, child = licence_cmd_in_child(tmp_path)
+    inner = " ".join(f"'{a}'" for a in [str(AGENT), "--"] + child)
+    p = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                        "/bin/sh", "-c", inner + "; exit $?"],
+                       env=env, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    st = json.loads(out.read_text())
+    assert (st["status"], st["view"]) == ("valid", "running-agent")
+    assert st["writer"]["pid"] == 2
+
+
+def test_licence_command_resolves_afresh_when_the_writer_is_gone(tmp_path, pki, start_agent):
+    token = pki.vendor.sign(claims(days_from_now=50))
+    env = licence_env(tmp_path, pki, PI_LICENCE=token)
+    rc, _, _ = run_agent(start_agent, env, tmp_path, pid1=True)
+    assert rc == 0
+    assert status_file(tmp_path)["status"] == "valid"
+    # The agent is gone: its file says nothing about now.
+    rc, st, out, err = licence_cmd(dict(env, PI_LICENCE="something-else"))
+    assert (rc, st["status"], st["source"], st["view"]) == (0, "unverified", "dashboard",
+                                                             "resolved-now")
+    assert st["view_note"].startswith("licence.json was set aside: ")
+    assert "resolved afresh" in st["view_note"]
+    assert "not running in this container" in st["view_note"] or \
+        "no longer the agent" in st["view_note"]
+    assert "writer" not in st
+    assert "resolving afresh" in err  # the log line, on stderr
     assert_no_secrets(pki, out, err, extra=[token])
+
+
+def test_licence_command_ignores_a_writer_that_is_not_the_containers_init(tmp_path, pki,
+                                                                          start_agent):
+    """An agent run by hand on a host (not PID 1, not under PID 1) wrote the
+    file: another process asking gets a fresh answer."""
+    token = pki.vendor.sign(claims())
+    env = licence_env(tmp_path, pki, PI_LICENCE=token)
+    out, child = licence_cmd_in_child(tmp_path)
+    rc, _, _ = run_agent(start_agent, env, tmp_path, child=child, pid1=False)
+    assert rc == 0
+    st = json.loads(out.read_text())
+    assert (st["status"], st["view"]) == ("unverified", "resolved-now")
+    assert "is not this container's PID 1 nor a subreaper under it" in st["view_note"]
+
+
+@pytest.mark.parametrize("writer,words", [
+    (None, "does not name the agent that wrote it"),
+    ({"pid": 1, "start_ticks": 1}, "pid 1 is no longer the agent that wrote it"),
+    ({"pid": 4000000, "start_ticks": 5}, "is not running in this container"),
+])
+def test_licence_command_sets_aside_a_file_it_cannot_trust(tmp_path, pki, writer, words):
+    run = tmp_path / "run"
+    run.mkdir()
+    doc = {"status": "valid", "reason": "old", "source": "inline"}
+    if writer:
+        doc["writer"] = writer
+    (run / "licence.json").write_text(json.dumps(doc) + "\n")
+    rc, st, _, _ = licence_cmd(licence_env(tmp_path, pki))
+    assert (rc, st["status"], st["view"]) == (1, "missing", "resolved-now")
+    assert words in st["view_note"]
+    assert json.loads((run / "licence.json").read_text()) == doc  # left as it was
 
 
 def test_stale_licence_file_is_removed(tmp_path, pki, start_agent):
