@@ -56,6 +56,10 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
         { "EfsBudgetBytes", "Bytes", efs->budget_bytes > 0, true, efs->budget_bytes, 0 },
         { "TomcatProbeLatency", "Milliseconds", st->probe.passes + st->probe.failures > 0,
           false, 0, st->probe.last_latency_s * 1000.0 },
+        { "DatabaseUp", "None", st->database.configured, true,
+          strcmp(st->database.status, "ok") == 0 ? 1 : 0, 0 },
+        { "DatabaseConnectSeconds", "Seconds", st->database.configured && st->database.measured,
+          false, 0, st->database.last_latency_s },
     };
     const size_t nm = sizeof m / sizeof m[0];
 

@@ -192,6 +192,30 @@ static void json_double(struct outbuf *b, double d)
         outbuf_puts(b, "null");
 }
 
+/* checks.database, only when PI_DB_HOST is set. Informational: never
+ * blocking, never among the checks that decide readiness. */
+static void json_database(struct outbuf *b, const struct database_state *db)
+{
+    if (!db->configured)
+        return;
+    bool ok = strcmp(db->status, "ok") == 0;
+    outbuf_puts(b, ",\"database\":{\"status\":");
+    outbuf_json_string(b, db->status[0] ? db->status : "unknown");
+    outbuf_printf(b, ",\"ok\":%s,\"blocking\":false,\"reason\":", ok ? "true" : "false");
+    outbuf_json_string(b, db->reason);
+    outbuf_puts(b, ",\"since\":");
+    outbuf_json_time(b, db->since_ms);
+    outbuf_puts(b, ",\"latency_seconds\":");
+    if (db->measured)
+        json_double(b, db->last_latency_s);
+    else
+        outbuf_puts(b, "null");
+    outbuf_puts(b, ",\"target\":");
+    outbuf_json_string(b, db->target);
+    outbuf_printf(b, ",\"passes\":%llu,\"failures\":%llu}", (unsigned long long)db->passes,
+                  (unsigned long long)db->failures);
+}
+
 int health_render_json(const struct agent_state *st, const struct health_verdict *v,
                        char *buf, size_t cap)
 {
@@ -258,7 +282,9 @@ int health_render_json(const struct agent_state *st, const struct health_verdict
         outbuf_printf(&b, "%llu", (unsigned long long)efs->budget_bytes);
     else
         outbuf_puts(&b, "null");
-    outbuf_puts(&b, "}}");
+    outbuf_puts(&b, "}");
+    json_database(&b, &st->database);
+    outbuf_puts(&b, "}");
 
     outbuf_puts(&b, ",\"hooks\":{\"last_failure\":");
     if (st->hooks_failure[0])
@@ -442,6 +468,15 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
                 outbuf_printf(&b, "} %llu\n", (unsigned long long)st->efs.folders[i].files);
             }
         }
+    }
+    if (st->database.configured) {
+        prom_u64(&b, "pi_database_up", "gauge",
+                 "1 when the repository database accepted a TCP connection at the last check.",
+                 strcmp(st->database.status, "ok") == 0 ? 1 : 0);
+        if (st->database.measured)
+            prom_double(&b, "pi_database_connect_seconds", "gauge",
+                        "Duration of the last database connection attempt.",
+                        st->database.last_latency_s);
     }
     return b.overflow ? -1 : (int)b.len;
 }

@@ -15,6 +15,7 @@
 #include "check.h"
 #include "childenv.h"
 #include "config.h"
+#include "dbcheck.h"
 #include "efs.h"
 #include "emf.h"
 #include "health.h"
@@ -48,6 +49,7 @@ struct settings {
     struct efs_config efs;
     struct health_config health;
     struct hooks_config hooks;
+    struct dbcheck_config db;
 };
 
 struct agent {
@@ -121,6 +123,7 @@ static int load_config(struct settings *cfg, char **argv_command)
         fprintf(stderr, "pi-agent: configuration error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
+    dbcheck_config_load(&cfg->db); /* the dashboard's variables: never fatal */
     return 0;
 }
 
@@ -283,6 +286,7 @@ static int attach_services(struct agent *a)
     if (probe_start(a->loop, &a->cfg.health, &a->state) != 0 ||
         emf_attach(a->loop, &a->cfg.health, &a->state) != 0 ||
         efs_attach(a->loop, &a->cfg.efs, &a->state) != 0 ||
+        dbcheck_start(a->loop, &a->cfg.db, a->cfg.health.probe_interval_s, &a->state) != 0 ||
         licence_attach(a->loop, &a->cfg.licence, &a->state) != 0)
         return EXIT_INTERNAL;
     return 0;

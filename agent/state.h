@@ -66,6 +66,19 @@ struct probe_state {
     uint64_t since_ms;
 };
 
+/* The repository database as seen from the task (dbcheck.h): reported, never
+ * a readiness condition. */
+struct database_state {
+    bool configured;               /* PI_DB_HOST is set */
+    char status[16];               /* starting, ok, failing, misconfigured */
+    char target[280];              /* host:port, as configured */
+    char reason[STATE_REASON_MAX];
+    bool measured;                 /* at least one attempt finished */
+    double last_latency_s;         /* duration of the last attempt */
+    uint64_t passes, failures;
+    uint64_t since_ms;             /* wall clock of the last status change */
+};
+
 struct task_metadata {
     bool known;
     char cluster[256];
@@ -88,6 +101,7 @@ struct agent_state {
     struct efs_state efs;
     struct task_metadata metadata;
     char hooks_failure[STATE_REASON_MAX]; /* last failed hook, "" when none */
+    struct database_state database;
 
     /* Called after a loop callback changed anything readiness depends on, so
      * the health module re-evaluates at once instead of polling. */
