@@ -36,6 +36,14 @@ ARG PI_DASHBOARD_IMAGE
 ARG PI_AGENT_VERSION=unknown
 COPY --from=builder /src/build/pi-agent /usr/local/bin/pi-agent
 COPY hooks/ /etc/pi-agent/hooks/
+# For a read-only root file system (ECS readonlyRootFilesystem) with one EFS
+# root volume: --build-arg PI_AGENT_IMAGE_LINKS=true moves each dashboard
+# folder's content to /usr/local/share/pi-agent/seed and leaves a link to
+# /mnt/efs/NAME in its place, so the agent writes nothing to the root at run
+# time (docs/ecs.md). Off by default: today's task definitions mount one volume
+# per folder at the dashboard's own paths.
+ARG PI_AGENT_IMAGE_LINKS=false
+RUN if [ "$PI_AGENT_IMAGE_LINKS" = true ]; then /usr/local/bin/pi-agent image-links; fi
 LABEL org.opencontainers.image.title="Panintelligence dashboard with pi-agent" \
       org.opencontainers.image.description="The dashboard's Tomcat supervised by pi-agent: licence, EFS layout, health on :8225, drain on stop, lifecycle hooks" \
       org.opencontainers.image.version="${PI_AGENT_VERSION}" \

@@ -2,9 +2,13 @@
  * own file, which it removes. */
 #include "check.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "efs.h"
@@ -93,6 +97,71 @@ static void check_budget(struct checker *c, const struct efs_config *cfg,
          level == EFS_FAIL ? "; PI_EFS_OVER_BUDGET=fail fails readiness" : "");
 }
 
+/* Could this container run with a read-only root file system? Only when the
+ * start has nothing to write there: every dashboard folder is already a link
+ * into PI_EFS_ROOT (`pi-agent image-links` at build) or a mount point, and
+ * the folders the agent and Tomcat write to are mounts of their own. When the
+ * root is read-only now, what is missing is a failure; otherwise it is only
+ * information (a read-only root is a choice). */
+static void check_readonly_root(struct checker *c, const struct efs_config *efs,
+                                const char *run_dir)
+{
+    struct statvfs vs;
+    bool ro = statvfs("/", &vs) == 0 && (vs.f_flag & ST_RDONLY);
+    const char *blocker = NULL, *blocker_state = NULL;
+    if (efs->mode != EFS_MODE_OFF) {
+        for (int i = 0; i < efs->links.count && !blocker; i++) {
+            const struct efs_link *l = &efs->links.link[i];
+            char folder[PATH_MAX];
+            enum efs_link_state state;
+            efs_fmt(folder, sizeof(folder), "%s/%s", efs->root, l->name);
+            if (efs_link_inspect(l->path, folder, &state) < 0) {
+                blocker = l->path;
+                blocker_state = "unreadable";
+            } else if (state != EFS_LINK_OK && state != EFS_LINK_MOUNT_POINT) {
+                blocker = l->path;
+                blocker_state = efs_link_state_name(state);
+            }
+        }
+    }
+    if (blocker) {
+        line(c, ro ? EFS_FAIL : EFS_OK, "read-only root",
+             "%s: %s (%s) would have to become a link into PI_EFS_ROOT at start; build the "
+             "image with `pi-agent image-links` (docs/ecs.md)",
+             ro ? "the root is read-only and the start must write to it" : "would not work",
+             blocker, blocker_state);
+        return;
+    }
+    /* What the agent and Tomcat write while running. */
+    char tomcat[3][PATH_MAX];
+    const char *writable[5] = { run_dir, "/tmp", tomcat[0], tomcat[1], tomcat[2] };
+    static const char *const sub[3] = { "logs", "work", "temp" };
+    for (int i = 0; i < 3; i++)
+        efs_fmt(tomcat[i], sizeof(tomcat[i]), "%s/tomcat/%s", efs->dashboard_home, sub[i]);
+    int missing = 0;
+    for (int i = 0; i < 5; i++) {
+        /* The folder, or its nearest existing parent, must not be on a
+         * read-only file system (access reports EROFS even to root). */
+        char probe[PATH_MAX];
+        snprintf(probe, sizeof(probe), "%s", writable[i]);
+        while (access(probe, F_OK) != 0 && strrchr(probe, '/') && strrchr(probe, '/') != probe)
+            *strrchr(probe, '/') = '\0';
+        if (access(probe, W_OK) != 0 && errno == EROFS) {
+            line(c, EFS_FAIL, "read-only root", "%s is on a read-only file system: mount a tmpfs "
+                 "there (docs/ecs.md)", writable[i]);
+            missing++;
+        }
+    }
+    if (missing == 0)
+        line(c, EFS_OK, "read-only root",
+             "%s: %s; %s, /tmp and Tomcat's logs, work and temp need a tmpfs each (docs/ecs.md)",
+             ro ? "works" : "would work",
+             efs->mode == EFS_MODE_OFF ? "PI_EFS_MODE=off"
+                                       : "every dashboard folder is a link into PI_EFS_ROOT or a "
+                                         "mount point",
+             run_dir);
+}
+
 int check_run(FILE *out)
 {
     struct checker c = { .out = out };
@@ -124,6 +193,7 @@ int check_run(FILE *out)
             line(&c, EFS_FAIL, "storage", "storage would fail: readiness would fail");
         if (plan.nscan > 0)
             check_budget(&c, &efs, &plan, &st);
+        check_readonly_root(&c, &efs, licence.run_dir);
         if (efs.housekeeping.retention_days)
             line(&c, EFS_OK, "housekeeping", "files in %s older than %u day(s) are removed daily",
                  efs.housekeeping.log_dir, efs.housekeeping.retention_days);

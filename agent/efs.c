@@ -63,6 +63,9 @@ int efs_config_load(struct efs_config *cfg, struct config_error *err)
     if (load_abs_path("PI_DASHBOARD_HOME", DEFAULT_DASHBOARD_HOME, cfg->dashboard_home,
                       sizeof(cfg->dashboard_home), err) < 0)
         return -1;
+    if (load_abs_path("PI_EFS_SEED_DIR", EFS_DEFAULT_SEED_DIR, cfg->seed_dir,
+                      sizeof(cfg->seed_dir), err) < 0)
+        return -1;
     const char *links = getenv("PI_EFS_LINKS");
     if (links && *links) {
         if (efs_links_parse("PI_EFS_LINKS", links, &cfg->links, err) < 0)
@@ -309,18 +312,25 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
     if (p->failures)
         return;
 
-    /* Seeding: the image's own folders (or what a killed start moved aside). */
+    /* Seeding: the image's own folders (or what a killed start moved aside,
+     * or what `pi-agent image-links` moved to the seed location at build). */
     struct efs_seed_source src[EFS_LINKS_MAX];
     char backups[EFS_LINKS_MAX][PATH_MAX];
     int nsrc = 0;
     for (int i = 0; i < cfg->links.count; i++) {
         const struct efs_link *l = &cfg->links.link[i];
         const char *from = NULL;
+        struct stat bst;
         if (states[i] == EFS_LINK_DIRECTORY) {
             from = l->path;
         } else if (states[i] == EFS_LINK_MISSING || states[i] == EFS_LINK_OTHER_LINK) {
-            struct stat bst;
             efs_image_backup_path(l->path, backups[i], sizeof(backups[i]));
+            if (lstat(backups[i], &bst) == 0 && S_ISDIR(bst.st_mode))
+                from = backups[i];
+        }
+        if (!from && states[i] != EFS_LINK_DIRECTORY && states[i] != EFS_LINK_MOUNT_POINT &&
+            states[i] != EFS_LINK_NOT_DIR) {
+            efs_fmt(backups[i], sizeof(backups[i]), "%s/%s", cfg->seed_dir, l->name);
             if (lstat(backups[i], &bst) == 0 && S_ISDIR(bst.st_mode))
                 from = backups[i];
         }
@@ -419,6 +429,87 @@ static void prepare_per_folder(struct prep *p, const struct efs_config *cfg,
     probe_folders(p, run_as, probe_dirs, probe_checks, nprobe);
 }
 
+/* Does the image carry its links from build time (`pi-agent image-links`):
+ * is any dashboard path already a symlink to its folder under the root? */
+static bool image_linked(const struct efs_config *cfg)
+{
+    for (int i = 0; i < cfg->links.count; i++) {
+        char folder[PATH_MAX];
+        enum efs_link_state state;
+        efs_fmt(folder, sizeof(folder), "%s/%s", cfg->root, cfg->links.link[i].name);
+        if (efs_link_inspect(cfg->links.link[i].path, folder, &state) == 0 &&
+            state == EFS_LINK_OK)
+            return true;
+    }
+    return false;
+}
+
+/* mkdir -p path (0755): the local stand-in for a root that is not mounted. */
+static int mkdir_parents_and(const char *path)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *q = buf + 1;; q++) {
+        if (*q != '/' && *q != '\0')
+            continue;
+        char saved = *q;
+        *q = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *q = saved;
+        if (saved == '\0')
+            return 0;
+    }
+}
+
+/* The image's folders link into PI_EFS_ROOT but nothing is mounted there (a
+ * plain `docker run`): without folders behind the links the dashboard would
+ * have no themes or keys at all, so the root becomes a local folder, laid out
+ * and seeded as EFS would be. Its content goes with the container. */
+static void prepare_linked_without_root(struct prep *p, const struct efs_config *cfg,
+                                        const struct run_as *run_as, bool dry_run,
+                                        const char *what, struct efs_plan *plan)
+{
+    struct efs_state *st = p->st;
+    set_word(st->mode, sizeof(st->mode), "ephemeral");
+    set_word(st->status, sizeof(st->status), "ephemeral");
+    efs_fmt(st->reason, sizeof(st->reason), "PI_EFS_ROOT=%s %s: storage is ephemeral", cfg->root,
+            what);
+    if (cfg->require_nfs) {
+        say(p, EFS_FAIL, "root",
+            "PI_EFS_ROOT=%s %s and the image's folders link into it (PI_EFS_REQUIRE_NFS=true)",
+            cfg->root, what);
+        return;
+    }
+    say(p, EFS_WARN, "root",
+        "PI_EFS_ROOT=%s %s and the image's folders link into it (pi-agent image-links): a local "
+        "folder stands in, and its content will be lost with the container",
+        cfg->root, what);
+    struct stat rst;
+    if (lstat(cfg->root, &rst) < 0) {
+        if (dry_run) {
+            say(p, EFS_OK, "root", "%s will be created", cfg->root);
+            return;
+        }
+        if (mkdir_parents_and(cfg->root) < 0) {
+            say(p, EFS_FAIL, "root", "PI_EFS_ROOT=%s cannot be created: %s%s", cfg->root,
+                strerror(errno),
+                errno == EROFS ? " (with a read-only root, mount the EFS root there)" : "");
+            return;
+        }
+    } else if (!S_ISDIR(rst.st_mode)) {
+        say(p, EFS_FAIL, "root", "PI_EFS_ROOT=%s exists and is not a folder", cfg->root);
+        return;
+    }
+    prepare_managed(p, cfg, run_as, dry_run, plan);
+    /* prepare_managed speaks of a mount; the status stays ephemeral. */
+    if (p->failures == 0) {
+        set_word(st->status, sizeof(st->status), "ephemeral");
+        efs_fmt(st->reason, sizeof(st->reason), "PI_EFS_ROOT=%s %s: storage is ephemeral",
+                cfg->root, what);
+    }
+}
+
 int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as, bool dry_run,
                 efs_report_fn report, void *report_ctx, struct efs_state *st,
                 struct efs_plan *plan)
@@ -457,7 +548,9 @@ int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as, bool 
                     nmounted++;
                 }
             }
-            if (nmounted > 0) {
+            if (nmounted == 0 && image_linked(cfg)) {
+                prepare_linked_without_root(&p, cfg, run_as, dry_run, what, plan);
+            } else if (nmounted > 0) {
                 set_word(st->mode, sizeof(st->mode), "per-folder");
                 say(&p, EFS_OK, "root",
                     "PI_EFS_ROOT=%s %s; %d dashboard folder(s) are mount points themselves: "

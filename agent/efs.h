@@ -26,6 +26,7 @@ struct efs_config {
     char root[PATH_MAX];           /* PI_EFS_ROOT */
     bool require_nfs;              /* PI_EFS_REQUIRE_NFS */
     char dashboard_home[PATH_MAX]; /* PI_DASHBOARD_HOME */
+    char seed_dir[PATH_MAX];       /* PI_EFS_SEED_DIR: image content moved by image-links */
     struct efs_links links;        /* PI_EFS_LINKS, else the default table */
     uint64_t budget_bytes;         /* PI_EFS_BUDGET_BYTES */
     unsigned warn_percent;         /* PI_EFS_WARN_PERCENT */

@@ -17,6 +17,10 @@
 #define NFS_SUPER_MAGIC_VALUE 0x6969
 #define OVERLAYFS_SUPER_MAGIC_VALUE 0x794C7630
 
+/* Where `pi-agent image-links` keeps the image's folders (as NAME/ under it)
+ * once their paths are links into the EFS root. */
+#define EFS_DEFAULT_SEED_DIR "/usr/local/share/pi-agent/seed"
+
 /* Where the dashboard image is installed, by default. */
 #define DEFAULT_DASHBOARD_HOME "/var/panintelligence/Dashboard"
 

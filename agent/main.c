@@ -20,6 +20,7 @@
 #include "emf.h"
 #include "health.h"
 #include "hooks.h"
+#include "image_links.h"
 #include "licence.h"
 #include "log.h"
 #include "loop.h"
@@ -75,6 +76,8 @@ static void usage(FILE *out)
             "       pi-agent licence                  print the licence status as JSON\n"
             "       pi-agent check                    validate the configuration, start nothing\n"
             "       pi-agent du PATH...               apparent size of PATH as the storage budget counts it\n"
+            "       pi-agent image-links              image build step: dashboard folders become links\n"
+            "                                          into PI_EFS_ROOT (for a read-only root)\n"
             "       pi-agent wait-tcp HOST PORT SECONDS   wait until a TCP port accepts connections\n"
             "       pi-agent --version | --help\n"
             "\n"
@@ -378,6 +381,7 @@ static const struct subcommand {
     { "license", licence_subcommand },
     { "check", check_subcommand },
     { "du", efs_du_command },
+    { "image-links", image_links_command },
     { "wait-tcp", hooks_wait_tcp_main },
 };
 

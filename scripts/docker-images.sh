@@ -8,6 +8,8 @@
 #   pi-agent-test/alm-stub:local    an HTTPS ALM stub (tests/container/alm)
 #   pi-agent/dashboard:local        the derived image: Dockerfile at the top (only with "all")
 #   pi-agent/agent:local            its `agent` target, the binary alone (only with "all")
+#   pi-agent/dashboard:local-links  the derived image built with PI_AGENT_IMAGE_LINKS=true
+#                                   (links into /mnt/efs, for a read-only root; only with "all")
 #
 # debian:bookworm-slim is built only when absent (debootstrap is slow); the
 # others when absent or when their directory changed; the derived image every
@@ -33,6 +35,7 @@ MARIADB_IMAGE=pi-agent-test/mariadb:local
 ALM_IMAGE=pi-agent-test/alm-stub:local
 DERIVED_IMAGE=${PI_AGENT_IMAGE:-pi-agent/dashboard:local}
 AGENT_IMAGE=${PI_AGENT_ONLY_IMAGE:-pi-agent/agent:local}
+LINKED_IMAGE=${PI_AGENT_LINKED_IMAGE:-$DERIVED_IMAGE-links}
 
 LOCK=/run/pi-agent-docker-images.lock
 exec 9>"$LOCK"
@@ -127,6 +130,8 @@ build_derived() {
     echo "docker-images: building $DERIVED_IMAGE from the Dockerfile" >&2
     build "$DERIVED_IMAGE" "$TOP" --build-arg "PI_AGENT_VERSION=$(cat "$TOP/VERSION")"
     build "$AGENT_IMAGE" "$TOP" --target agent
+    build "$LINKED_IMAGE" "$TOP" --build-arg "PI_AGENT_VERSION=$(cat "$TOP/VERSION")" \
+        --build-arg PI_AGENT_IMAGE_LINKS=true
 }
 
 build_debian

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from dockerlib import (AGENT_IMAGE, IMAGE, LABEL, ROOT, RUN_ID, AlmStub, Dashboard, docker)
+from dockerlib import (AGENT_IMAGE, IMAGE, LABEL, LINKED_IMAGE, ROOT, RUN_ID, AlmStub, Dashboard,
+                       docker)
 
 
 def run_pid(label, value):
@@ -45,8 +46,9 @@ def images():
         subprocess.run([str(ROOT / "scripts" / "docker-setup.sh")], check=True)
     remove_leftovers_of_dead_runs()
     if any(docker("image", "inspect", i, check=False).returncode != 0
-           for i in (IMAGE, AGENT_IMAGE)):
-        env = dict(os.environ, PI_AGENT_IMAGE=IMAGE, PI_AGENT_ONLY_IMAGE=AGENT_IMAGE)
+           for i in (IMAGE, AGENT_IMAGE, LINKED_IMAGE)):
+        env = dict(os.environ, PI_AGENT_IMAGE=IMAGE, PI_AGENT_ONLY_IMAGE=AGENT_IMAGE,
+                   PI_AGENT_LINKED_IMAGE=LINKED_IMAGE)
         subprocess.run([str(ROOT / "scripts" / "docker-images.sh"), "all"], check=True,
                        env=env, timeout=3600)
     yield
