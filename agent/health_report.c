@@ -470,11 +470,11 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
         }
     }
     if (st->database.configured) {
-        prom_u64(&b, "pi_database_up", "gauge",
+        prom_u64(&b, "pi_agent_database_up", "gauge",
                  "1 when the repository database accepted a TCP connection at the last check.",
                  strcmp(st->database.status, "ok") == 0 ? 1 : 0);
         if (st->database.measured)
-            prom_double(&b, "pi_database_connect_seconds", "gauge",
+            prom_double(&b, "pi_agent_database_connect_seconds", "gauge",
                         "Duration of the last database connection attempt.",
                         st->database.last_latency_s);
     }

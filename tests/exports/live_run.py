@@ -8,6 +8,7 @@ Everything listens on 127.0.0.1 only."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -117,6 +118,11 @@ def live(tmp_path_factory, pki):
     licence_claims = claims(days_from_now=200)
     token = pki.vendor.sign(licence_claims)
     meta = MetadataStub()
+    # The repository database: a listening socket, so that the database
+    # check's figures (checks.database, pi_agent_database_*, Database*) are live.
+    database = socket.socket()
+    database.bind(("127.0.0.1", 0))
+    database.listen(16)
     env = agent_env(
         PI_AGENT_HEALTH_PORT=health_port, PI_AGENT_HEALTH_ADDR="127.0.0.1",
         PI_AGENT_PROBE_URL=f"http://127.0.0.1:{dash_port}/pi/version",
@@ -125,7 +131,8 @@ def live(tmp_path_factory, pki):
         PI_EFS_BUDGET_BYTES=1073741824, PI_EFS_SCAN_INTERVAL_SECONDS=0,
         PI_AGENT_RUN_DIR=run, PI_LICENCE=token, PI_LICENCE_PUBLIC_KEY=pki.public_keys,
         ECS_CONTAINER_METADATA_URI_V4=meta.url, PI_AGENT_EMF="true",
-        PI_AGENT_EMF_INTERVAL_SECONDS=1, PI_AGENT_EMF_NAMESPACE="Panintelligence/Agent")
+        PI_AGENT_EMF_INTERVAL_SECONDS=1, PI_AGENT_EMF_NAMESPACE="Panintelligence/Agent",
+        PI_DB_HOST="127.0.0.1", PI_DB_PORT=database.getsockname()[1])
     # The EFS root is a tmpfs mounted in the agent's own mount namespace, with
     # a customer file in it, so that the budget scan has something to count.
     script = tmp / "run.sh"
@@ -166,6 +173,7 @@ def live(tmp_path_factory, pki):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         meta.stop()
+        database.close()
     live_run.stdout, live_run.stderr = out.read_bytes(), err.read_bytes()
     live_run.emf_docs = _emf_documents(live_run.stdout) + _emf_documents(live_run.stderr)
     live_run.metadata = TASK_METADATA

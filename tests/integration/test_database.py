@@ -68,8 +68,8 @@ def test_reachable_database_is_reported_and_never_sees_a_connection(start_agent,
             pass
         _, _, body = d.get("/metrics")
         text = body.decode()
-        assert re.search(r"^pi_database_up 1$", text, re.M)
-        assert re.search(r"^pi_database_connect_seconds [0-9.e-]+$", text, re.M)
+        assert re.search(r"^pi_agent_database_up 1$", text, re.M)
+        assert re.search(r"^pi_agent_database_connect_seconds [0-9.e-]+$", text, re.M)
         d.agent.signal(signal.SIGTERM)
         assert d.agent.wait() == 0
     finally:
@@ -96,7 +96,7 @@ def test_outage_is_logged_once_and_never_fails_readiness(start_agent, tmp_path):
         assert (code, h["status"], h["ready"]) == (200, "ok", True)
         assert "database" not in h["failing"]
         _, _, body = d.get("/metrics")
-        assert re.search(r"^pi_database_up 0$", body.decode(), re.M)
+        assert re.search(r"^pi_agent_database_up 0$", body.decode(), re.M)
         db = listener(port)
         wait_for(db_is(d, "ok"), what="database back")
     finally:
@@ -134,7 +134,7 @@ def test_no_database_check_without_pi_db_host(start_agent, tmp_path):
         wait_for(d.status_is(200, "ok"), what="ok")
         assert "database" not in health(d)[1]["checks"]
         _, _, body = d.get("/metrics")
-        assert b"pi_database_up" not in body
+        assert b"pi_agent_database_up" not in body
     finally:
         d.agent.kill()
     assert not [r for r in d.agent.logs() if "database" in r.get("msg", "")]

@@ -144,8 +144,8 @@ static void metrics_and_emf_carry_the_database(void **s)
     database(&st, "ok", "accepts TCP connections");
     health_evaluate(&st, &policy, &v);
     assert_true(health_render_metrics(&st, &v, st.started_ms, buf, sizeof buf) > 0);
-    assert_non_null(strstr(buf, "# TYPE pi_database_up gauge\npi_database_up 1\n"));
-    assert_non_null(strstr(buf, "\npi_database_connect_seconds 0.0025\n"));
+    assert_non_null(strstr(buf, "# TYPE pi_agent_database_up gauge\npi_agent_database_up 1\n"));
+    assert_non_null(strstr(buf, "\npi_agent_database_connect_seconds 0.0025\n"));
     assert_true(emf_render(&st, &v, "Pi/Test", 1, buf, sizeof buf) > 0);
     cJSON *doc = cJSON_Parse(buf);
     assert_non_null(doc);
@@ -157,7 +157,7 @@ static void metrics_and_emf_carry_the_database(void **s)
     database(&st, "failing", "no answer");
     health_evaluate(&st, &policy, &v);
     assert_true(health_render_metrics(&st, &v, st.started_ms, buf, sizeof buf) > 0);
-    assert_non_null(strstr(buf, "\npi_database_up 0\n"));
+    assert_non_null(strstr(buf, "\npi_agent_database_up 0\n"));
     assert_true(emf_render(&st, &v, "Pi/Test", 1, buf, sizeof buf) > 0);
     doc = cJSON_Parse(buf);
     assert_true(cJSON_GetObjectItem(doc, "DatabaseUp")->valuedouble == 0);
