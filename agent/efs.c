@@ -399,7 +399,10 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
         }
         char msg[512];
         if (efs_link_replace(l->path, folders[i], msg, sizeof(msg)) < 0)
-            say(p, EFS_FAIL, check, "%s", msg);
+            say(p, EFS_FAIL, check, "%s%s", msg,
+                strstr(msg, strerror(EROFS)) ? " (for a read-only root, build the image with "
+                                               "`pi-agent image-links`: docs/ecs.md)"
+                                             : "");
         else
             say(p, EFS_OK, check, "%s -> %s", l->path, folders[i]);
     }

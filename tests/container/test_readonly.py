@@ -52,6 +52,8 @@ def test_image_without_links_on_a_read_only_root_says_what_to_do(dashboards, vol
         return doc and doc["checks"]["efs"]["status"] == "failed" and doc
     doc = wait_for(storage_failed, 120, what="storage failed")
     assert "Read-only file system" in doc["checks"]["efs"]["reason"], doc["checks"]["efs"]
+    hint = [r for r in d.records() if r.get("level") == "error" and "Read-only" in r["msg"]]
+    assert hint and "build the image with `pi-agent image-links`" in hint[0]["msg"], hint
     chk = d.exec("/usr/local/bin/pi-agent", "check", check=False).stdout
     line = [l for l in chk.splitlines() if l.split()[1:3] == ["read-only", "root"]]
     assert line and line[0].startswith("fail ") and "pi-agent image-links" in line[0], chk

@@ -152,3 +152,16 @@ def test_check_says_whether_a_read_only_root_would_work(tmp_path):
     rc_after, after = readonly_line()
     assert after.startswith("ok ") and "would work" in after and "would not" not in after
     assert rc_before == rc_after  # information, not a warning, on a writable root
+
+
+def test_image_without_links_on_a_read_only_root_says_what_to_do(tmp_path):
+    home, root, seed = layout(tmp_path)
+    rc, r = run_once(["true"], links_env(home, root, seed), binds=[root],
+                     ro_binds=[tmp_path / "image"])
+    assert rc == 0, r.lines  # auto mode: the start goes on, storage failed
+    errors = [x for x in r.records() if x.get("level") == "error" and
+              str(x.get("check", "")).startswith("link ")]
+    assert errors, r.lines
+    assert "Read-only file system" in errors[0]["msg"]
+    assert "build the image with `pi-agent image-links`" in errors[0]["msg"]
+    assert (home / FOLDERS["themes"]).is_dir() and not (home / FOLDERS["themes"]).is_symlink()
