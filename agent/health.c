@@ -804,7 +804,8 @@ static bool make_room(struct pool *p, struct peer *peer)
 {
     struct health_server *srv = p->srv;
     uint64_t now = loop_now_ms();
-    if (peer != NULL && peer->count > srv->cfg->max_per_peer) {
+    /* A share as large as the table is no share: the table's rule decides. */
+    if (peer != NULL && srv->cfg->max_per_peer < p->max && peer->count > srv->cfg->max_per_peer) {
         struct conn *v = pick_victim(p, peer);
         if (v == NULL)
             return false;
