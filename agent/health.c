@@ -227,13 +227,7 @@ static const struct health_verdict *current_verdict(struct health_server *srv)
         return &srv->verdict;
     memcpy(&srv->cached_state, srv->state, sizeof *srv->state);
     health_evaluate(srv->state, &srv->cfg->policy, &srv->verdict);
-    srv->health_len = health_render_json(srv->state, &srv->verdict, srv->health_body,
-                                         sizeof srv->health_body);
-    if (srv->health_len < 0)
-        srv->health_len = snprintf(srv->health_body, sizeof srv->health_body,
-                                   "{\"status\":\"%s\",\"ready\":%s}",
-                                   health_status_name(srv->verdict.status),
-                                   srv->verdict.ready ? "true" : "false");
+    srv->health_len = -1; /* rendered when asked: an idle agent never touches the buffer */
     srv->cache_valid = true;
 
     const struct health_verdict *v = &srv->verdict;
@@ -257,6 +251,20 @@ static const struct health_verdict *current_verdict(struct health_server *srv)
             srv->on_first_ready(srv->ctx);
     }
     return v;
+}
+
+/* The /health body for the current verdict, rendered once per change. */
+static void render_health(struct health_server *srv)
+{
+    if (srv->health_len >= 0)
+        return;
+    srv->health_len = health_render_json(srv->state, &srv->verdict, srv->health_body,
+                                         sizeof srv->health_body);
+    if (srv->health_len < 0)
+        srv->health_len = snprintf(srv->health_body, sizeof srv->health_body,
+                                   "{\"status\":\"%s\",\"ready\":%s}",
+                                   health_status_name(srv->verdict.status),
+                                   srv->verdict.ready ? "true" : "false");
 }
 
 static const char *http_date(struct health_server *srv)
@@ -349,6 +357,7 @@ static void route(struct conn *c, const struct http_request *req)
     }
     if (path_is(req, "/health")) {
         const struct health_verdict *v = current_verdict(srv);
+        render_health(srv);
         respond(c, v->ready ? 200 : 503, "application/json", srv->health_body,
                 (size_t)srv->health_len, head_only, req->keep_alive, NULL);
     } else if (path_is(req, "/live")) {
