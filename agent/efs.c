@@ -63,18 +63,22 @@ int efs_config_load(struct efs_config *cfg, struct config_error *err)
     if (load_abs_path("PI_DASHBOARD_HOME", DEFAULT_DASHBOARD_HOME, cfg->dashboard_home,
                       sizeof(cfg->dashboard_home), err) < 0)
         return -1;
+    /* With PI_EFS_MODE=off nothing reads the table: it is still checked, but
+     * on the stack, so an idle agent does not keep a page per folder path. */
+    struct efs_links scratch;
+    struct efs_links *table = cfg->mode == EFS_MODE_OFF ? &scratch : &cfg->links;
     const char *links = getenv("PI_EFS_LINKS");
     if (links && *links) {
-        if (efs_links_parse("PI_EFS_LINKS", links, &cfg->links, err) < 0)
+        if (efs_links_parse("PI_EFS_LINKS", links, table, err) < 0)
             return -1;
-    } else if (efs_links_default(cfg->dashboard_home, &cfg->links) < 0) {
+    } else if (efs_links_default(cfg->dashboard_home, table) < 0) {
         return config_fail(err, "PI_DASHBOARD_HOME", "is too long");
     }
     /* A dashboard path inside the root (or the root inside one) would have
      * the agent move an EFS folder aside and link it to itself. */
     size_t rl = strlen(cfg->root);
-    for (int i = 0; i < cfg->links.count; i++) {
-        const char *path = cfg->links.link[i].path;
+    for (int i = 0; i < table->count; i++) {
+        const char *path = table->link[i].path;
         size_t pl = strlen(path);
         const char *var = links && *links ? "PI_EFS_LINKS" : "PI_DASHBOARD_HOME";
         if ((pl >= rl && strncmp(path, cfg->root, rl) == 0 && (path[rl] == '/' || path[rl] == '\0')) ||

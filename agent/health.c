@@ -201,13 +201,15 @@ struct health_server {
     uint64_t checked_ms;
     struct agent_state cached_state;
     struct health_verdict verdict;
-    char health_body[HEALTH_BODY_MAX];
-    int health_len;
+    int health_len;           /* -1: to render again */
     enum health_status logged_status;
     bool logged_once;
-    char metrics_body[METRICS_BODY_MAX];
     time_t date_secs;
     char date[40];
+    /* Allocated on the first /health or /metrics request: an agent nobody
+     * asks (the listener off, or before the first check) never pays them. */
+    char *health_body;        /* HEALTH_BODY_MAX */
+    char *metrics_body;       /* METRICS_BODY_MAX */
 };
 
 static void conn_close(struct conn *c);
@@ -254,17 +256,20 @@ static const struct health_verdict *current_verdict(struct health_server *srv)
 }
 
 /* The /health body for the current verdict, rendered once per change. */
-static void render_health(struct health_server *srv)
+static int render_health(struct health_server *srv)
 {
     if (srv->health_len >= 0)
-        return;
+        return 0;
+    if (srv->health_body == NULL && (srv->health_body = malloc(HEALTH_BODY_MAX)) == NULL)
+        return -1;
     srv->health_len = health_render_json(srv->state, &srv->verdict, srv->health_body,
-                                         sizeof srv->health_body);
+                                         HEALTH_BODY_MAX);
     if (srv->health_len < 0)
-        srv->health_len = snprintf(srv->health_body, sizeof srv->health_body,
+        srv->health_len = snprintf(srv->health_body, HEALTH_BODY_MAX,
                                    "{\"status\":\"%s\",\"ready\":%s}",
                                    health_status_name(srv->verdict.status),
                                    srv->verdict.ready ? "true" : "false");
+    return 0;
 }
 
 static const char *http_date(struct health_server *srv)
@@ -357,7 +362,11 @@ static void route(struct conn *c, const struct http_request *req)
     }
     if (path_is(req, "/health")) {
         const struct health_verdict *v = current_verdict(srv);
-        render_health(srv);
+        if (render_health(srv) != 0) {
+            log_warn("health: out of memory for the /health answer");
+            respond_text(c, 500, head_only, false, NULL);
+            return;
+        }
         respond(c, v->ready ? 200 : 503, "application/json", srv->health_body,
                 (size_t)srv->health_len, head_only, req->keep_alive, NULL);
     } else if (path_is(req, "/live")) {
@@ -370,8 +379,13 @@ static void route(struct conn *c, const struct http_request *req)
                 req->keep_alive, NULL);
     } else {
         const struct health_verdict *v = current_verdict(srv);
+        if (srv->metrics_body == NULL && (srv->metrics_body = malloc(METRICS_BODY_MAX)) == NULL) {
+            log_warn("health: out of memory for the /metrics answer");
+            respond_text(c, 500, head_only, false, NULL);
+            return;
+        }
         int n = health_render_metrics(srv->state, v, wall_now_ms(), srv->metrics_body,
-                                      sizeof srv->metrics_body);
+                                      METRICS_BODY_MAX);
         if (n < 0) {
             log_error("health: /metrics did not fit its buffer");
             respond_text(c, 500, head_only, req->keep_alive, NULL);
@@ -1112,6 +1126,7 @@ struct health_server *health_server_start(struct loop *loop, const struct health
     srv->on_first_ready = on_first_ready;
     srv->ctx = ctx;
     srv->run_dir_fd = -1;
+    srv->health_len = -1;
     pool_init(&srv->tcp, srv, "tcp", cfg->max_connections);
     pool_init(&srv->local, srv, "unix", HEALTH_LOCAL_MAX_CONNECTIONS);
 
@@ -1159,5 +1174,7 @@ void health_server_free(struct health_server *srv)
         srv->state->on_change_ctx = NULL;
     }
     free(srv->peers);
+    free(srv->health_body);
+    free(srv->metrics_body);
     free(srv);
 }

@@ -42,13 +42,15 @@ extern char **environ;
 static const int handled_signals[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT,
                                        SIGUSR1, SIGUSR2, SIGWINCH };
 
-/* Every module's settings, loaded before anything starts. */
+/* Every module's settings, loaded before anything starts. The small ones
+ * first, sharing pages; efs's (about 80 KiB of path buffers, mostly unused)
+ * last, so the pages it leaves untouched are never made private. */
 struct settings {
     struct agent_config agent;
     struct licence_config licence;
-    struct efs_config efs;
     struct health_config health;
     struct hooks_config hooks;
+    struct efs_config efs;
 };
 
 struct agent {
@@ -314,7 +316,7 @@ static void __attribute__((noinline)) release_start_stack(void)
 {
     const uintptr_t page = 4096, depth = 256 * 1024;
     volatile char here = 0;
-    uintptr_t top = ((uintptr_t)&here & ~(page - 1)) - 4 * page;
+    uintptr_t top = ((uintptr_t)&here & ~(page - 1)) - 2 * page;
     /* The part of the range below the stack's mapping gives ENOMEM: harmless. */
     (void)madvise((void *)(top - depth), depth, MADV_DONTNEED);
     (void)here;
