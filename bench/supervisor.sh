@@ -158,6 +158,14 @@ print(f"RssAnon pi-agent/tini-static: {a[2] / t[2]:.2f}x (target <= 2.00x)")
 print(f"start overhead pi-agent - tini-static: {a[3] - t[3]:+.3f} ms (target <= +1.000 ms)")
 print(f"VmRSS pi-agent/tini-static: {a[1] / t[1]:.2f}x")
 print(f"size: {a[0] / 1048576:.2f} MB (target <= 1.50 MB)")
+try:
+    hdr = subprocess.run(["readelf", "-hdlW", agent], capture_output=True, text=True).stdout
+    marks = [("PIE", "Position-Independent" in hdr), ("RELRO", "GNU_RELRO" in hdr),
+             ("BIND_NOW", "BIND_NOW" in hdr), ("non-exec stack", "GNU_STACK" in hdr and " RWE " not in hdr)]
+    print("hardening: " + ", ".join(f"{n} {'yes' if ok else 'NO'}" for n, ok in marks) +
+          " (stack protector and FORTIFY are build flags: see the Makefile)")
+except OSError:
+    pass
 if agent_cpu is not None:
     print(f"pi-agent idle on-CPU time: {agent_cpu / 1e6:.3f} ms in 3 s (target < 1 ms)")
 EOF
