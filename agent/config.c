@@ -288,3 +288,20 @@ void agent_config_free(struct agent_config *cfg)
         config_free_words(cfg->command);
     cfg->command = NULL;
 }
+
+void config_clear(void *p, size_t n)
+{
+    /* Chunks of 512 bytes: fine enough to skip the untouched parts of a page
+     * cheaply, coarse enough to stay fast. */
+    unsigned char *b = p;
+    while (n > 0) {
+        size_t len = n < 512 ? n : 512;
+        size_t i = 0;
+        while (i < len && b[i] == 0)
+            i++;
+        if (i < len)
+            memset(b, 0, len);
+        b += len;
+        n -= len;
+    }
+}

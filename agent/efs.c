@@ -50,7 +50,7 @@ int efs_config_load(struct efs_config *cfg, struct config_error *err)
     unsigned long long v;
     int choice;
 
-    memset(cfg, 0, sizeof(*cfg));
+    config_clear(cfg, sizeof(*cfg)); /* about 80 KiB of paths, mostly unused */
     if (config_env_choice("PI_EFS_MODE", EFS_MODE_AUTO, modes, &choice, err) < 0)
         return -1;
     cfg->mode = (enum efs_mode)choice;
@@ -66,18 +66,22 @@ int efs_config_load(struct efs_config *cfg, struct config_error *err)
     if (load_abs_path("PI_EFS_SEED_DIR", EFS_DEFAULT_SEED_DIR, cfg->seed_dir,
                       sizeof(cfg->seed_dir), err) < 0)
         return -1;
+    /* With PI_EFS_MODE=off nothing reads the table: it is still checked, but
+     * on the stack, so an idle agent does not keep a page per folder path. */
+    struct efs_links scratch;
+    struct efs_links *table = cfg->mode == EFS_MODE_OFF ? &scratch : &cfg->links;
     const char *links = getenv("PI_EFS_LINKS");
     if (links && *links) {
-        if (efs_links_parse("PI_EFS_LINKS", links, &cfg->links, err) < 0)
+        if (efs_links_parse("PI_EFS_LINKS", links, table, err) < 0)
             return -1;
-    } else if (efs_links_default(cfg->dashboard_home, &cfg->links) < 0) {
+    } else if (efs_links_default(cfg->dashboard_home, table) < 0) {
         return config_fail(err, "PI_DASHBOARD_HOME", "is too long");
     }
     /* A dashboard path inside the root (or the root inside one) would have
      * the agent move an EFS folder aside and link it to itself. */
     size_t rl = strlen(cfg->root);
-    for (int i = 0; i < cfg->links.count; i++) {
-        const char *path = cfg->links.link[i].path;
+    for (int i = 0; i < table->count; i++) {
+        const char *path = table->link[i].path;
         size_t pl = strlen(path);
         const char *var = links && *links ? "PI_EFS_LINKS" : "PI_DASHBOARD_HOME";
         if ((pl >= rl && strncmp(path, cfg->root, rl) == 0 && (path[rl] == '/' || path[rl] == '\0')) ||
@@ -698,7 +702,7 @@ static struct {
 int efs_start(const struct efs_config *cfg, const struct run_as *run_as, struct agent_state *state)
 {
     struct efs_state *st = &state->efs;
-    memset(&rt.plan, 0, sizeof(rt.plan));
+    rt.plan.nscan = 0; /* the plan is read up to nscan only: 64 KiB stay untouched */
     housekeeping_set_run_as(run_as);
     if (cfg->mode == EFS_MODE_OFF) {
         memset(st, 0, sizeof(*st));

@@ -42,7 +42,7 @@ static const struct {
 
 int efs_links_default(const char *dashboard_home, struct efs_links *out)
 {
-    memset(out, 0, sizeof(*out));
+    config_clear(out, sizeof(*out));
     size_t hl = strlen(dashboard_home);
     while (hl > 1 && dashboard_home[hl - 1] == '/')
         hl--;
@@ -77,7 +77,7 @@ static bool valid_name(const char *s, size_t len)
 int efs_links_parse(const char *var, const char *text, struct efs_links *out,
                     struct config_error *err)
 {
-    memset(out, 0, sizeof(*out));
+    config_clear(out, sizeof(*out));
     if (!text || !*text)
         return config_fail(err, var, "is empty; expected name:path[,name:path...]");
     const char *p = text;

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +35,8 @@
 #define LINGER_MS 2000                  /* drain after an error before closing */
 #define SWEEP_MS 500
 #define ACCEPT_PAUSE_MS 100             /* after EMFILE/ENFILE */
+#define ACCEPTS_PER_WAKE 64             /* per listener per loop turn */
+#define READS_PER_WAKE 4                /* per connection per loop turn */
 
 /* ---- settings ----------------------------------------------------------- */
 
@@ -58,12 +63,26 @@ int health_config_load(struct health_config *cfg, struct config_error *err)
     if (config_env_uint("PI_AGENT_HEALTH_MAX_CONNECTIONS", 256, 1, 65536, &v, err))
         return -1;
     cfg->max_connections = (unsigned)v;
+    /* One address may hold an eighth of the table, but at least 16
+     * connections (all of a small table): enough for any honest client. */
+    unsigned per_addr = cfg->max_connections / 8 > 16 ? cfg->max_connections / 8 : 16;
+    if (config_env_uint("PI_AGENT_HEALTH_MAX_PER_ADDRESS", per_addr, 1, 65536, &v, err))
+        return -1;
+    cfg->max_per_peer = v < cfg->max_connections ? (unsigned)v : cfg->max_connections;
     if (config_env_uint("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS", 5, 1, 3600, &v, err))
         return -1;
     cfg->idle_timeout_s = (unsigned)v;
     if (config_env_uint("PI_AGENT_DRAIN_SECONDS", 5, 0, 3600, &v, err))
         return -1;
     cfg->drain_s = (unsigned)v;
+
+    const char *run_dir = config_env_str("PI_AGENT_RUN_DIR");
+    if (run_dir == NULL)
+        run_dir = HEALTH_DEFAULT_RUN_DIR;
+    if (run_dir[0] != '/' || strlen(run_dir) >= sizeof cfg->run_dir)
+        return config_fail(err, "PI_AGENT_RUN_DIR", "expected an absolute path of at most %zu "
+                           "characters", sizeof cfg->run_dir - 1);
+    snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s", run_dir);
 
     const char *url = config_env_str("PI_AGENT_PROBE_URL");
     if (url == NULL)
@@ -114,10 +133,40 @@ int health_config_load(struct health_config *cfg, struct config_error *err)
 
 /* ---- server state ------------------------------------------------------- */
 
+/* What a connection is doing, which decides whether it may be evicted to
+ * make room: WAITING (nothing of a request received: new, or kept alive
+ * between requests) goes first, then PARTIAL (part of a request or a body to
+ * skip: a slow client or a slowloris); BUSY (an answer still being written,
+ * or the last answer sent and the connection draining) is never evicted. */
+enum conn_class { CLASS_WAITING, CLASS_PARTIAL, CLASS_BUSY, CLASS_COUNT };
+
+/* Connections per source address (IPv4 address, IPv6 /64), for the cap. */
+struct peer {
+    struct peer *next;        /* hash chain */
+    unsigned char key[16];
+    unsigned count;
+};
+
+/* A listener and its connection table. Each class list is in the order the
+ * connections entered it, so its head is the one waiting longest. */
+struct pool {
+    struct health_server *srv;
+    const char *name;         /* for log lines: "tcp" or "unix" */
+    int listen_fd;
+    bool accept_paused;
+    long accept_timer;
+    unsigned n, max;
+    struct conn *head[CLASS_COUNT], *tail[CLASS_COUNT];
+};
+
 struct conn {
     int fd;
     struct health_server *srv;
-    struct conn *prev, *next;
+    struct pool *pool;
+    struct peer *peer;        /* NULL on the unix socket */
+    enum conn_class cls;
+    bool renewed;             /* a request was answered: back to its list's tail */
+    struct conn *prev, *next; /* in pool->head[cls] */
     char *in;                 /* HTTP_MAX_HEAD_BYTES, allocated on first read */
     size_t in_len;
     struct http_parser parser;
@@ -137,24 +186,30 @@ struct health_server {
     struct agent_state *state;
     void (*on_first_ready)(void *ctx);
     void *ctx;
-    int listen_fd;
-    bool accept_paused;
-    long sweep_timer, accept_timer;
-    struct conn *conns;
-    unsigned nconns;
-    uint64_t last_limit_log_ms;
+    struct pool tcp, local;
+    int run_dir_fd;           /* holds health.sock; -1 without the unix socket */
+    dev_t sock_dev;           /* the socket file we created, to remove only ours */
+    ino_t sock_ino;
+    long sweep_timer;
+    struct peer **peers;      /* hash buckets, allocated with the first connection */
+    unsigned peer_buckets;
+    uint32_t peer_seed;
+    uint64_t last_limit_log_ms, last_evict_log_ms, last_peer_log_ms;
+    unsigned long evicted, evicted_logged, peer_evicted, peer_evicted_logged;
     /* /health is rendered again only when the state changed. */
     bool cache_valid;
     uint64_t checked_ms;
     struct agent_state cached_state;
     struct health_verdict verdict;
-    char health_body[HEALTH_BODY_MAX];
-    int health_len;
+    int health_len;           /* -1: to render again */
     enum health_status logged_status;
     bool logged_once;
-    char metrics_body[METRICS_BODY_MAX];
     time_t date_secs;
     char date[40];
+    /* Allocated on the first /health or /metrics request: an agent nobody
+     * asks (the listener off, or before the first check) never pays them. */
+    char *health_body;        /* HEALTH_BODY_MAX */
+    char *metrics_body;       /* METRICS_BODY_MAX */
 };
 
 static void conn_close(struct conn *c);
@@ -174,13 +229,7 @@ static const struct health_verdict *current_verdict(struct health_server *srv)
         return &srv->verdict;
     memcpy(&srv->cached_state, srv->state, sizeof *srv->state);
     health_evaluate(srv->state, &srv->cfg->policy, &srv->verdict);
-    srv->health_len = health_render_json(srv->state, &srv->verdict, srv->health_body,
-                                         sizeof srv->health_body);
-    if (srv->health_len < 0)
-        srv->health_len = snprintf(srv->health_body, sizeof srv->health_body,
-                                   "{\"status\":\"%s\",\"ready\":%s}",
-                                   health_status_name(srv->verdict.status),
-                                   srv->verdict.ready ? "true" : "false");
+    srv->health_len = -1; /* rendered when asked: an idle agent never touches the buffer */
     srv->cache_valid = true;
 
     const struct health_verdict *v = &srv->verdict;
@@ -204,6 +253,23 @@ static const struct health_verdict *current_verdict(struct health_server *srv)
             srv->on_first_ready(srv->ctx);
     }
     return v;
+}
+
+/* The /health body for the current verdict, rendered once per change. */
+static int render_health(struct health_server *srv)
+{
+    if (srv->health_len >= 0)
+        return 0;
+    if (srv->health_body == NULL && (srv->health_body = malloc(HEALTH_BODY_MAX)) == NULL)
+        return -1;
+    srv->health_len = health_render_json(srv->state, &srv->verdict, srv->health_body,
+                                         HEALTH_BODY_MAX);
+    if (srv->health_len < 0)
+        srv->health_len = snprintf(srv->health_body, HEALTH_BODY_MAX,
+                                   "{\"status\":\"%s\",\"ready\":%s}",
+                                   health_status_name(srv->verdict.status),
+                                   srv->verdict.ready ? "true" : "false");
+    return 0;
 }
 
 static const char *http_date(struct health_server *srv)
@@ -296,6 +362,11 @@ static void route(struct conn *c, const struct http_request *req)
     }
     if (path_is(req, "/health")) {
         const struct health_verdict *v = current_verdict(srv);
+        if (render_health(srv) != 0) {
+            log_warn("health: out of memory for the /health answer");
+            respond_text(c, 500, head_only, false, NULL);
+            return;
+        }
         respond(c, v->ready ? 200 : 503, "application/json", srv->health_body,
                 (size_t)srv->health_len, head_only, req->keep_alive, NULL);
     } else if (path_is(req, "/live")) {
@@ -308,8 +379,13 @@ static void route(struct conn *c, const struct http_request *req)
                 req->keep_alive, NULL);
     } else {
         const struct health_verdict *v = current_verdict(srv);
+        if (srv->metrics_body == NULL && (srv->metrics_body = malloc(METRICS_BODY_MAX)) == NULL) {
+            log_warn("health: out of memory for the /metrics answer");
+            respond_text(c, 500, head_only, false, NULL);
+            return;
+        }
         int n = health_render_metrics(srv->state, v, wall_now_ms(), srv->metrics_body,
-                                      sizeof srv->metrics_body);
+                                      METRICS_BODY_MAX);
         if (n < 0) {
             log_error("health: /metrics did not fit its buffer");
             respond_text(c, 500, head_only, req->keep_alive, NULL);
@@ -356,6 +432,7 @@ static bool process_input(struct conn *c)
             return false;
         }
         route(c, &req);
+        c->renewed = true;
         consume(c, req.head_len);
         http_parser_reset(&c->parser);
         c->body_left = req.content_length;
@@ -364,6 +441,148 @@ static bool process_input(struct conn *c)
     }
     return false;
 }
+
+/* ---- connection table --------------------------------------------------- */
+
+static void class_unlink(struct conn *c)
+{
+    struct pool *p = c->pool;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->head[c->cls] = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        p->tail[c->cls] = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void class_append(struct conn *c, enum conn_class cls)
+{
+    struct pool *p = c->pool;
+    c->cls = cls;
+    c->next = NULL;
+    c->prev = p->tail[cls];
+    if (p->tail[cls])
+        p->tail[cls]->next = c;
+    else
+        p->head[cls] = c;
+    p->tail[cls] = c;
+}
+
+/* Files the connection under what it is doing now. Called whenever one of
+ * its events has been handled; a connection that was answered goes to the
+ * tail of its list, so "oldest" means "waiting longest". */
+static void conn_settle(struct conn *c)
+{
+    enum conn_class cls;
+    if (c->lingering || c->writing || c->out_len > c->out_off)
+        cls = CLASS_BUSY;
+    else if (c->in_len > 0 || c->body_left > 0)
+        cls = CLASS_PARTIAL;
+    else
+        cls = CLASS_WAITING;
+    if (cls == c->cls && !c->renewed)
+        return;
+    c->renewed = false;
+    class_unlink(c);
+    class_append(c, cls);
+}
+
+/* The connection to close to make room: the one waiting longest for a
+ * request, else the one longest in the middle of one; only peer's own when
+ * peer is given. NULL when every candidate is busy answering. */
+static struct conn *pick_victim(struct pool *p, const struct peer *peer)
+{
+    for (int cls = CLASS_WAITING; cls <= CLASS_PARTIAL; cls++)
+        for (struct conn *c = p->head[cls]; c; c = c->next)
+            if (peer == NULL || c->peer == peer)
+                return c;
+    return NULL;
+}
+
+/* IPv4 addresses (also IPv4-mapped IPv6) count one by one; IPv6 by /64,
+ * the smallest block one host is usually given. */
+static void peer_key(const struct sockaddr_storage *ss, unsigned char key[16])
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        key[10] = key[11] = 0xff;
+    } else if (ss->ss_family == AF_INET6) {
+        const unsigned char *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        if (memcmp(a, mapped, 12) == 0)
+            memcpy(key, a, 16);
+        else
+            memcpy(key, a, 8);
+    }
+}
+
+static unsigned peer_bucket(const struct health_server *srv, const unsigned char key[16])
+{
+    uint32_t h = 2166136261u ^ srv->peer_seed; /* FNV-1a, seeded */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    return h & (srv->peer_buckets - 1);
+}
+
+/* Counts one more connection for the address; NULL when out of memory. */
+static struct peer *peer_hold(struct health_server *srv, const struct sockaddr_storage *ss)
+{
+    if (srv->peers == NULL) {
+        unsigned n = 16;
+        while (n < srv->cfg->max_connections)
+            n *= 2;
+        if ((srv->peers = calloc(n, sizeof *srv->peers)) == NULL)
+            return NULL;
+        srv->peer_buckets = n;
+        srv->peer_seed = (uint32_t)loop_now_ms() ^ (uint32_t)(uintptr_t)srv;
+    }
+    unsigned char key[16];
+    peer_key(ss, key);
+    unsigned b = peer_bucket(srv, key);
+    struct peer *p;
+    for (p = srv->peers[b]; p; p = p->next)
+        if (memcmp(p->key, key, 16) == 0)
+            break;
+    if (p == NULL) {
+        if ((p = calloc(1, sizeof *p)) == NULL)
+            return NULL;
+        memcpy(p->key, key, 16);
+        p->next = srv->peers[b];
+        srv->peers[b] = p;
+    }
+    p->count++;
+    return p;
+}
+
+static void peer_release(struct health_server *srv, struct peer *p)
+{
+    if (p == NULL || --p->count > 0)
+        return;
+    struct peer **link = &srv->peers[peer_bucket(srv, p->key)];
+    while (*link != p)
+        link = &(*link)->next;
+    *link = p->next;
+    free(p);
+}
+
+static void peer_name(const struct peer *p, char *buf, size_t cap)
+{
+    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    char a[INET6_ADDRSTRLEN] = "?";
+    if (memcmp(p->key, mapped, 12) == 0) {
+        inet_ntop(AF_INET, p->key + 12, a, sizeof a);
+        snprintf(buf, cap, "%s", a);
+    } else {
+        inet_ntop(AF_INET6, p->key, a, sizeof a);
+        snprintf(buf, cap, "%s/64", a);
+    }
+}
+
+/* ---- connection I/O ----------------------------------------------------- */
 
 /* Returns -1 when the connection had to be closed. */
 static int set_events(struct conn *c, uint32_t events)
@@ -406,12 +625,13 @@ static enum flush_result write_out(struct conn *c)
 
 /* After the last response: close at once when the client has nothing more
  * in flight; otherwise half-close and drop what it still sends, so close()
- * does not send a reset that could destroy the response on its way. */
-static void finish(struct conn *c)
+ * does not send a reset that could destroy the response on its way.
+ * Returns -1 when the connection was closed. */
+static int finish(struct conn *c)
 {
     if (c->peer_eof || (c->in_len == 0 && c->body_left == 0)) {
         conn_close(c);
-        return;
+        return -1;
     }
     shutdown(c->fd, SHUT_WR);
     c->lingering = true;
@@ -421,12 +641,14 @@ static void finish(struct conn *c)
         c->deadline_ms = until;
     if (c->writing) {
         c->writing = false;
-        set_events(c, EPOLLIN | EPOLLRDHUP);
+        return set_events(c, EPOLLIN | EPOLLRDHUP);
     }
+    return 0;
 }
 
-/* Answers buffered requests and writes until done or the socket is full. */
-static void drive(struct conn *c)
+/* Answers buffered requests and writes until done or the socket is full.
+ * Returns -1 when the connection was closed. */
+static int drive(struct conn *c)
 {
     for (;;) {
         bool held = process_input(c);
@@ -434,67 +656,54 @@ static void drive(struct conn *c)
             c->close_after_write = true; /* nothing more will come */
         enum flush_result fr = write_out(c);
         if (fr == FLUSH_CLOSED)
-            return;
+            return -1;
         if (fr == FLUSH_BLOCKED) {
             if (!c->writing) {
                 c->writing = true;
-                set_events(c, EPOLLOUT);
+                return set_events(c, EPOLLOUT);
             }
-            return;
+            return 0;
         }
-        if (c->close_after_write) {
-            finish(c);
-            return;
-        }
+        if (c->close_after_write)
+            return finish(c);
         if (c->writing) {
             c->writing = false;
             if (set_events(c, EPOLLIN | EPOLLRDHUP) != 0)
-                return;
+                return -1;
         }
         if (!held)
-            return;
+            return 0;
     }
 }
 
-static void linger_read(struct conn *c)
+/* Drops what a half-closed client still sends. Returns -1 when closed. */
+static int linger_read(struct conn *c)
 {
     char scratch[4096];
-    for (;;) {
+    for (int i = 0; i < READS_PER_WAKE; i++) {
         ssize_t n = read(c->fd, scratch, sizeof scratch);
         if (n > 0)
             continue;
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+            return 0;
         conn_close(c); /* EOF or error: done */
-        return;
+        return -1;
     }
+    return 0; /* more to drop: the loop reports it again next turn */
 }
 
-static void on_conn_event(struct loop *loop, int fd, uint32_t events, void *ctx)
+/* Reads what the client sent (a bounded number of reads per turn: the loop
+ * is level-triggered and comes back for the rest) and answers it. Returns
+ * -1 when the connection was closed. */
+static int conn_read(struct conn *c)
 {
-    struct conn *c = ctx;
-    (void)loop;
-    (void)fd;
-
-    if (c->lingering) {
-        linger_read(c);
-        return;
-    }
-    if (c->writing) {
-        if (events & EPOLLERR) {
-            conn_close(c);
-            return;
-        }
-        drive(c);
-        return;
-    }
-    for (;;) {
+    for (int i = 0; i < READS_PER_WAKE; i++) {
         if (c->in == NULL && (c->in = malloc(HTTP_MAX_HEAD_BYTES)) == NULL) {
             log_warn("health: out of memory for a connection; closing it");
             conn_close(c);
-            return;
+            return -1;
         }
         size_t space = HTTP_MAX_HEAD_BYTES - c->in_len;
         if (space == 0)
@@ -511,7 +720,7 @@ static void on_conn_event(struct loop *loop, int fd, uint32_t events, void *ctx)
         }
         if (n < 0) {
             conn_close(c); /* reset: nobody to answer */
-            return;
+            return -1;
         }
         c->in_len += (size_t)n;
         if (process_input(c) || c->close_after_write)
@@ -521,66 +730,156 @@ static void on_conn_event(struct loop *loop, int fd, uint32_t events, void *ctx)
         if ((size_t)n < space)
             break;
     }
-    drive(c);
+    return drive(c);
+}
+
+static void on_conn_event(struct loop *loop, int fd, uint32_t events, void *ctx)
+{
+    struct conn *c = ctx;
+    int rc;
+    (void)loop;
+    (void)fd;
+
+    if (c->lingering) {
+        rc = linger_read(c);
+    } else if (c->writing) {
+        if (events & EPOLLERR) {
+            conn_close(c);
+            return;
+        }
+        rc = drive(c);
+    } else {
+        rc = conn_read(c);
+    }
+    if (rc == 0)
+        conn_settle(c);
 }
 
 static void conn_close(struct conn *c)
 {
     struct health_server *srv = c->srv;
+    struct pool *p = c->pool;
     loop_del_fd(srv->loop, c->fd);
     close(c->fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    srv->nconns--;
+    class_unlink(c);
+    p->n--;
+    peer_release(srv, c->peer);
     free(c->in);
     free(c->out);
     free(c);
-    if (srv->nconns == 0 && srv->sweep_timer > 0) {
+    if (srv->tcp.n + srv->local.n == 0 && srv->sweep_timer > 0) {
         loop_timer_cancel(srv->loop, srv->sweep_timer);
         srv->sweep_timer = 0;
     }
 }
 
 /* Drops connections past their deadline: slow or idle clients hold nothing. */
+static void sweep_pool(struct pool *p, uint64_t now)
+{
+    for (int cls = 0; cls < CLASS_COUNT; cls++) {
+        struct conn *c = p->head[cls];
+        while (c) {
+            struct conn *next = c->next;
+            if (now >= c->deadline_ms)
+                conn_close(c);
+            c = next;
+        }
+    }
+}
+
 static void on_sweep(struct loop *loop, void *ctx)
 {
     struct health_server *srv = ctx;
     uint64_t now = loop_now_ms();
     (void)loop;
-    struct conn *c = srv->conns;
-    while (c) {
-        struct conn *next = c->next;
-        if (now >= c->deadline_ms)
-            conn_close(c);
-        c = next;
-    }
+    sweep_pool(&srv->tcp, now);
+    sweep_pool(&srv->local, now);
 }
 
 /* ---- accepting ---------------------------------------------------------- */
 
-static void on_accept(struct loop *loop, int fd, uint32_t events, void *ctx);
-
 static void on_accept_resume(struct loop *loop, void *ctx)
 {
-    struct health_server *srv = ctx;
+    struct pool *p = ctx;
     (void)loop;
-    srv->accept_timer = 0;
-    if (srv->listen_fd >= 0 && srv->accept_paused &&
-        loop_mod_fd(srv->loop, srv->listen_fd, EPOLLIN) == 0)
-        srv->accept_paused = false;
+    p->accept_timer = 0;
+    if (p->listen_fd >= 0 && p->accept_paused &&
+        loop_mod_fd(p->srv->loop, p->listen_fd, EPOLLIN) == 0)
+        p->accept_paused = false;
+}
+
+static void log_evictions(struct health_server *srv, uint64_t now)
+{
+    if (srv->evicted != srv->evicted_logged && now - srv->last_evict_log_ms > 10000) {
+        log_warn("health: connection table full; closed connections waiting longest for a "
+                 "request to make room",
+                 LF_INT("evicted", (long long)(srv->evicted - srv->evicted_logged)),
+                 LF_INT("max_connections", srv->cfg->max_connections));
+        srv->evicted_logged = srv->evicted;
+        srv->last_evict_log_ms = now;
+    }
+}
+
+/* Makes room for one more connection in p (from peer, NULL on the unix
+ * socket, already counted). Returns false when nothing can go: then every
+ * candidate is busy answering and the new connection must be refused. */
+static bool make_room(struct pool *p, struct peer *peer)
+{
+    struct health_server *srv = p->srv;
+    uint64_t now = loop_now_ms();
+    /* A share as large as the table is no share: the table's rule decides. */
+    if (peer != NULL && srv->cfg->max_per_peer < p->max && peer->count > srv->cfg->max_per_peer) {
+        struct conn *v = pick_victim(p, peer);
+        if (v == NULL)
+            return false;
+        conn_close(v);
+        srv->peer_evicted++;
+        if (now - srv->last_peer_log_ms > 10000) {
+            char name[INET6_ADDRSTRLEN + 4];
+            peer_name(peer, name, sizeof name);
+            log_warn("health: one address holds its share of connections; closed its own "
+                     "connections waiting longest for a request",
+                     LF_STR("address", name), LF_INT("max_per_address", srv->cfg->max_per_peer),
+                     LF_INT("evicted", (long long)(srv->peer_evicted - srv->peer_evicted_logged)));
+            srv->peer_evicted_logged = srv->peer_evicted;
+            srv->last_peer_log_ms = now;
+        }
+    }
+    if (p->n >= p->max) {
+        struct conn *v = pick_victim(p, NULL);
+        if (v == NULL)
+            return false;
+        conn_close(v);
+        srv->evicted++;
+        log_evictions(srv, now);
+    }
+    return true;
+}
+
+static void refuse(struct pool *p, int cfd)
+{
+    struct health_server *srv = p->srv;
+    close(cfd);
+    uint64_t now = loop_now_ms();
+    if (now - srv->last_limit_log_ms > 10000) {
+        log_warn("health: connection limit reached; closing new connections",
+                 LF_STR("listener", p->name), LF_INT("max_connections", p->max));
+        srv->last_limit_log_ms = now;
+    }
 }
 
 static void on_accept(struct loop *loop, int fd, uint32_t events, void *ctx)
 {
-    struct health_server *srv = ctx;
+    struct pool *p = ctx;
+    struct health_server *srv = p->srv;
     (void)events;
 
-    for (;;) {
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    /* A bounded number per turn: a storm of connections must leave room for
+     * timers, signals, the child and the connections already open. */
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        int cfd = accept4(fd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -589,42 +888,43 @@ static void on_accept(struct loop *loop, int fd, uint32_t events, void *ctx)
                  * rather than spin on a socket that stays readable. */
                 log_warn("health: cannot accept", LF_STR("error", strerror(errno)));
                 if (loop_mod_fd(loop, fd, 0) == 0) {
-                    srv->accept_paused = true;
-                    srv->accept_timer = loop_timer_add(loop, ACCEPT_PAUSE_MS, 0,
-                                                       on_accept_resume, srv);
+                    p->accept_paused = true;
+                    p->accept_timer = loop_timer_add(loop, ACCEPT_PAUSE_MS, 0,
+                                                     on_accept_resume, p);
                 }
             }
             return; /* EAGAIN: all accepted */
         }
-        if (srv->nconns >= srv->cfg->max_connections) {
+        struct peer *peer = NULL;
+        if (p == &srv->tcp && (peer = peer_hold(srv, &ss)) == NULL) {
             close(cfd);
-            uint64_t now = loop_now_ms();
-            if (now - srv->last_limit_log_ms > 10000) {
-                log_warn("health: connection limit reached; closing new connections",
-                         LF_INT("max_connections", srv->cfg->max_connections));
-                srv->last_limit_log_ms = now;
-            }
+            continue;
+        }
+        if (!make_room(p, peer)) {
+            peer_release(srv, peer);
+            refuse(p, cfd);
             continue;
         }
         struct conn *c = calloc(1, sizeof *c);
         if (c == NULL) {
+            peer_release(srv, peer);
             close(cfd);
             continue;
         }
         c->fd = cfd;
         c->srv = srv;
+        c->pool = p;
+        c->peer = peer;
         http_parser_reset(&c->parser);
         c->deadline_ms = loop_now_ms() + (uint64_t)srv->cfg->idle_timeout_s * 1000u;
         if (loop_add_fd(loop, cfd, EPOLLIN | EPOLLRDHUP, on_conn_event, c) != 0) {
+            peer_release(srv, peer);
             close(cfd);
             free(c);
             continue;
         }
-        c->next = srv->conns;
-        if (srv->conns)
-            srv->conns->prev = c;
-        srv->conns = c;
-        srv->nconns++;
+        class_append(c, CLASS_WAITING);
+        p->n++;
         if (srv->sweep_timer == 0) {
             srv->sweep_timer = loop_timer_add(loop, SWEEP_MS, SWEEP_MS, on_sweep, srv);
             if (srv->sweep_timer < 0)
@@ -676,6 +976,141 @@ static int open_listener(const struct health_config *cfg)
     return fd;
 }
 
+/* ---- the unix socket ---------------------------------------------------- */
+
+/* Opens run_dir/health.sock for the container check. The directory must be
+ * ours and writable by nobody else; the socket is reached through the
+ * directory's descriptor (/proc/self/fd/N/...), so a path component swapped
+ * for a link meanwhile leads nowhere. A socket left by an agent that was
+ * killed is replaced; one that answers (another agent) is left alone.
+ * Returns the listening descriptor, or -1 after a warning: the TCP endpoint
+ * then serves the container check alone. */
+static int open_local_listener(struct health_server *srv)
+{
+    const char *dir = srv->cfg->run_dir;
+    const char *why = NULL;
+    int dfd = -1, fd = -1;
+    struct stat st;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        why = "cannot create the directory";
+        goto fail;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 || fstat(dfd, &st) != 0) {
+        why = "cannot open the directory";
+        goto fail;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+        errno = EPERM;
+        why = "the directory is not the agent's own or others can write to it";
+        goto fail;
+    }
+    snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, HEALTH_SOCKET_NAME);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+        why = "cannot create a unix socket";
+        goto fail;
+    }
+    if (fstatat(dfd, HEALTH_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            errno = EEXIST;
+            why = "something other than a socket has the name; left alone";
+            goto fail;
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN) {
+            errno = EADDRINUSE;
+            why = "another agent answers on it; left alone";
+            goto fail;
+        }
+        close(fd);
+        if (unlinkat(dfd, HEALTH_SOCKET_NAME, 0) != 0 && errno != ENOENT) {
+            fd = -1;
+            why = "cannot remove the stale socket";
+            goto fail;
+        }
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+            why = "cannot create a unix socket";
+            goto fail;
+        }
+    }
+    /* 0600 from the start: only the agent's own uid may connect. */
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc != 0 || fstatat(dfd, HEALTH_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        why = "cannot create the socket";
+        goto fail;
+    }
+    srv->sock_dev = st.st_dev;
+    srv->sock_ino = st.st_ino;
+    if (listen(fd, 64) != 0) {
+        int saved = errno;
+        unlinkat(dfd, HEALTH_SOCKET_NAME, 0);
+        errno = saved;
+        why = "cannot listen on the socket";
+        goto fail;
+    }
+    srv->run_dir_fd = dfd;
+    return fd;
+fail:
+    log_warn("health: no unix socket for the container check (it uses the TCP endpoint); check "
+             "PI_AGENT_RUN_DIR", LF_STR("path", dir), LF_STR("socket", HEALTH_SOCKET_NAME),
+             LF_STR("reason", why), LF_STR("error", strerror(errno)));
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    return -1;
+}
+
+/* Removes health.sock if it is still the one this agent created. */
+static void close_local_listener(struct health_server *srv)
+{
+    if (srv->run_dir_fd < 0)
+        return;
+    struct stat st;
+    if (fstatat(srv->run_dir_fd, HEALTH_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_dev == srv->sock_dev && st.st_ino == srv->sock_ino)
+        unlinkat(srv->run_dir_fd, HEALTH_SOCKET_NAME, 0);
+    close(srv->run_dir_fd);
+    srv->run_dir_fd = -1;
+}
+
+static void pool_init(struct pool *p, struct health_server *srv, const char *name, unsigned max)
+{
+    p->srv = srv;
+    p->name = name;
+    p->listen_fd = -1;
+    p->max = max;
+}
+
+static int pool_listen(struct pool *p, int fd)
+{
+    if (loop_add_fd(p->srv->loop, fd, EPOLLIN, on_accept, p) != 0) {
+        log_error("health: cannot watch a listening socket", LF_STR("listener", p->name),
+                  LF_STR("error", strerror(errno)));
+        close(fd);
+        return -1;
+    }
+    p->listen_fd = fd;
+    return 0;
+}
+
+static void pool_free(struct pool *p)
+{
+    for (int cls = 0; cls < CLASS_COUNT; cls++)
+        while (p->head[cls])
+            conn_close(p->head[cls]);
+    if (p->accept_timer > 0)
+        loop_timer_cancel(p->srv->loop, p->accept_timer);
+    if (p->listen_fd >= 0) {
+        loop_del_fd(p->srv->loop, p->listen_fd);
+        close(p->listen_fd);
+        p->listen_fd = -1;
+    }
+}
+
 struct health_server *health_server_start(struct loop *loop, const struct health_config *cfg,
                                           struct agent_state *state,
                                           void (*on_first_ready)(void *ctx), void *ctx)
@@ -690,11 +1125,14 @@ struct health_server *health_server_start(struct loop *loop, const struct health
     srv->state = state;
     srv->on_first_ready = on_first_ready;
     srv->ctx = ctx;
-    srv->listen_fd = -1;
+    srv->run_dir_fd = -1;
+    srv->health_len = -1;
+    pool_init(&srv->tcp, srv, "tcp", cfg->max_connections);
+    pool_init(&srv->local, srv, "unix", HEALTH_LOCAL_MAX_CONNECTIONS);
 
     if (cfg->port != 0) {
-        srv->listen_fd = open_listener(cfg);
-        if (srv->listen_fd < 0) {
+        int fd = open_listener(cfg);
+        if (fd < 0) {
             log_error("cannot listen for health checks: check PI_AGENT_HEALTH_ADDR and "
                       "PI_AGENT_HEALTH_PORT",
                       LF_STR("addr", cfg->addr), LF_INT("port", cfg->port),
@@ -702,14 +1140,17 @@ struct health_server *health_server_start(struct loop *loop, const struct health
             free(srv);
             return NULL;
         }
-        if (loop_add_fd(loop, srv->listen_fd, EPOLLIN, on_accept, srv) != 0) {
-            log_error("health: cannot watch the listening socket", LF_STR("error", strerror(errno)));
-            close(srv->listen_fd);
+        if (pool_listen(&srv->tcp, fd) != 0) {
             free(srv);
             return NULL;
         }
+        int lfd = open_local_listener(srv);
+        if (lfd >= 0 && pool_listen(&srv->local, lfd) != 0)
+            close_local_listener(srv);
         log_info("health endpoint listening", LF_STR("addr", cfg->addr), LF_INT("port", cfg->port),
-                 LF_INT("max_connections", cfg->max_connections));
+                 LF_INT("max_connections", cfg->max_connections),
+                 LF_INT("max_per_address", cfg->max_per_peer),
+                 LF_STR("socket", srv->local.listen_fd >= 0 ? HEALTH_SOCKET_NAME : "none"));
     } else {
         log_info("health endpoint disabled (PI_AGENT_HEALTH_PORT=0)");
     }
@@ -723,19 +1164,17 @@ void health_server_free(struct health_server *srv)
 {
     if (srv == NULL)
         return;
-    while (srv->conns)
-        conn_close(srv->conns);
+    pool_free(&srv->tcp);
+    pool_free(&srv->local);
+    close_local_listener(srv);
     if (srv->sweep_timer > 0)
         loop_timer_cancel(srv->loop, srv->sweep_timer);
     if (srv->state->on_change_ctx == srv) {
         srv->state->on_change = NULL;
         srv->state->on_change_ctx = NULL;
     }
-    if (srv->accept_timer > 0)
-        loop_timer_cancel(srv->loop, srv->accept_timer);
-    if (srv->listen_fd >= 0) {
-        loop_del_fd(srv->loop, srv->listen_fd);
-        close(srv->listen_fd);
-    }
+    free(srv->peers);
+    free(srv->health_body);
+    free(srv->metrics_body);
     free(srv);
 }

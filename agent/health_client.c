@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -119,7 +121,59 @@ static int fail_line(const char *fmt, ...)
     return 1;
 }
 
-/* Reads the whole response (Connection: close) into buf. */
+/* Sends the request on a connected socket and reads the whole response
+ * (Connection: close) into buf. Closes fd. */
+static int exchange(int fd, uint64_t deadline, const char *host, const char *label, char *buf,
+                    size_t cap, size_t *len)
+{
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET /health HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-health\r\n"
+                     "Connection: close\r\n\r\n",
+                     host);
+    size_t sent = 0;
+    while (sent < (size_t)n) {
+        ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline) > 0)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            return fail_line("unhealthy: cannot send to %s", label);
+        }
+        sent += (size_t)w;
+    }
+    *len = 0;
+    for (;;) {
+        if (*len == cap)
+            break;
+        ssize_t r = read(fd, buf + *len, cap - *len);
+        if (r > 0) {
+            *len += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            if (wait_fd(fd, POLLIN, deadline) > 0)
+                continue;
+            close(fd);
+            if (*len > 0)
+                return 0; /* keep what came: the status line decides */
+            return fail_line("unhealthy: no answer from %s within 2 s", label);
+        }
+        int e = errno;
+        close(fd);
+        return fail_line("unhealthy: reading from %s: %s", label, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+/* Over TCP to the endpoint's address and port. */
 static int fetch(const struct sockaddr *sa, socklen_t salen, const char *hostport, char *buf,
                  size_t cap, size_t *len)
 {
@@ -143,57 +197,48 @@ static int fetch(const struct sockaddr *sa, socklen_t salen, const char *hostpor
         return fail_line("unhealthy: cannot connect to %s: %s", hostport,
                          strerror(err ? err : errno));
     }
-    char req[256];
-    int n = snprintf(req, sizeof req,
-                     "GET /health HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-health\r\n"
-                     "Connection: close\r\n\r\n",
-                     hostport);
-    size_t sent = 0;
-    while (sent < (size_t)n) {
-        ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline) > 0)
-            continue;
-        if (w <= 0) {
-            close(fd);
-            return fail_line("unhealthy: cannot send to %s", hostport);
-        }
-        sent += (size_t)w;
+    return exchange(fd, deadline, hostport, hostport, buf, cap, len);
+}
+
+/* Over the agent's unix socket, PI_AGENT_RUN_DIR/health.sock, which remote
+ * clients cannot reach or fill. Returns -2 when there is no such socket to
+ * talk to (no agent there, an older agent, no permission): the caller then
+ * asks over TCP. Once connected, its answer (or silence) decides. */
+static int fetch_local(char *buf, size_t cap, size_t *len)
+{
+    const char *dir = config_env_str("PI_AGENT_RUN_DIR");
+    if (dir == NULL)
+        dir = HEALTH_DEFAULT_RUN_DIR;
+    uint64_t deadline = loop_now_ms() + HEALTH_CLIENT_TIMEOUT_MS;
+    /* Through the directory's descriptor: any length of PI_AGENT_RUN_DIR fits. */
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -2;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, HEALTH_SOCKET_NAME);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        close(dfd);
+        return -2;
     }
-    *len = 0;
-    for (;;) {
-        if (*len == cap)
-            break;
-        ssize_t r = read(fd, buf + *len, cap - *len);
-        if (r > 0) {
-            *len += (size_t)r;
-            continue;
-        }
-        if (r == 0)
-            break;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            if (wait_fd(fd, POLLIN, deadline) > 0)
-                continue;
-            close(fd);
-            if (*len > 0)
-                return 0; /* keep what came: the status line decides */
-            return fail_line("unhealthy: no answer from %s within 2 s", hostport);
-        }
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    close(dfd);
+    if (rc != 0) {
         close(fd);
-        return fail_line("unhealthy: reading from %s: %s", hostport, strerror(errno));
+        return -2;
     }
-    close(fd);
-    return 0;
+    char label[300];
+    snprintf(label, sizeof label, "%s/%s", dir, HEALTH_SOCKET_NAME);
+    return exchange(fd, deadline, "localhost", label, buf, cap, len);
 }
 
 static void usage(void)
 {
     printf("usage: pi-agent health [--port N]\n"
            "Asks GET /health on the local endpoint; exits 0 on 200, 1 otherwise.\n"
-           "The port defaults to PI_AGENT_HEALTH_PORT (8225).\n");
+           "It asks the agent's unix socket (PI_AGENT_RUN_DIR/health.sock) first, then\n"
+           "TCP on loopback; the port defaults to PI_AGENT_HEALTH_PORT (8225). --port N\n"
+           "asks that TCP port only.\n");
 }
 
 int health_command(int argc, char **argv)
@@ -253,7 +298,11 @@ int health_command(int argc, char **argv)
     if (buf == NULL)
         return fail_line("unhealthy: out of memory");
     size_t len = 0;
-    if (fetch((struct sockaddr *)&ss, salen, hostport, buf, RESPONSE_MAX, &len) != 0) {
+    /* --port names one endpoint; without it the unix socket comes first. */
+    int rc = port_arg != NULL ? -2 : fetch_local(buf, RESPONSE_MAX, &len);
+    if (rc == -2)
+        rc = fetch((struct sockaddr *)&ss, salen, hostport, buf, RESPONSE_MAX, &len);
+    if (rc != 0) {
         free(buf);
         return 1;
     }

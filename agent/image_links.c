@@ -298,6 +298,12 @@ int image_links_command(int argc, char **argv)
         fprintf(stderr, "pi-agent: configuration error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
+    if (cfg.mode == EFS_MODE_OFF) {
+        /* the link table is not kept with storage off: nothing would be linked */
+        fprintf(stderr, "pi-agent: configuration error: PI_EFS_MODE=off: image-links "
+                        "needs the storage settings the image will run with\n");
+        return EXIT_CONFIG;
+    }
     size_t sl = strlen(cfg.seed_dir), rl = strlen(cfg.root);
     if ((sl >= rl && strncmp(cfg.seed_dir, cfg.root, rl) == 0 &&
          (cfg.seed_dir[rl] == '/' || cfg.seed_dir[rl] == '\0')) ||

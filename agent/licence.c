@@ -244,10 +244,12 @@ void licence_config_free(struct licence_config *cfg)
 
 /* ---- files -------------------------------------------------------------- */
 
-/* Writes dir/name through a temporary file, fsync and rename, so that a
- * reader sees the old or the new content, never half of one. */
-static int write_atomic(const char *dir, const char *name, const void *data, size_t len,
-                        mode_t mode, const struct run_as *owner, char *error, size_t cap)
+/* Writes dir/name through a temporary file and rename, so that a reader
+ * sees the old or the new content, never half of one; durable adds the
+ * fsyncs that make it survive a crash of the machine. */
+static int write_replace(const char *dir, const char *name, const void *data, size_t len,
+                         mode_t mode, const struct run_as *owner, bool durable, char *error,
+                         size_t cap)
 {
     char path[512], tmp[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -276,7 +278,7 @@ static int write_atomic(const char *dir, const char *name, const void *data, siz
         step = "chown";
     else if (worker_write_all(fd, data, len) != 0)
         step = "write";
-    else if (fsync(fd) != 0)
+    else if (durable && fsync(fd) != 0)
         step = "fsync";
     int saved = errno;
     if (close(fd) != 0 && !step) {
@@ -292,12 +294,27 @@ static int write_atomic(const char *dir, const char *name, const void *data, siz
         snprintf(error, cap, "cannot write %s (%s): %s", path, step, strerror(saved));
         return -1;
     }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = durable ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (dfd >= 0) {
         (void)fsync(dfd); /* best effort: the rename is what matters */
         close(dfd);
     }
     return 0;
+}
+
+static int write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                        mode_t mode, const struct run_as *owner, char *error, size_t cap)
+{
+    return write_replace(dir, name, data, len, mode, owner, true, error, cap);
+}
+
+/* The hand-over in the run directory describes this run only and is written
+ * again at every start: atomic, but not worth two fsyncs on the start path. */
+static int write_handover_file(const struct licence_config *cfg, const char *name,
+                               const void *data, size_t len, mode_t mode,
+                               const struct run_as *owner, char *error, size_t cap)
+{
+    return write_replace(cfg->run_dir, name, data, len, mode, owner, false, error, cap);
 }
 
 static int ensure_dir(const char *path, mode_t mode)
@@ -573,6 +590,13 @@ static void resolve_passthrough(const struct resolve_opts *o, struct resolution 
     }
 }
 
+static void set_missing(struct resolution *r)
+{
+    set_status(r, LS_MISSING, "none",
+               "PI_LICENCE is not set: set it to the customer key or an offline licence, or "
+               "set PI_LICENCE_URL");
+}
+
 static void resolve(const struct resolve_opts *o, struct resolution *r)
 {
     const struct licence_config *cfg = o->cfg;
@@ -619,9 +643,7 @@ static void resolve(const struct resolve_opts *o, struct resolution *r)
                        "url", res.reason);
         alm_result_free(&res);
     } else {
-        set_status(r, LS_MISSING, "none",
-                   "PI_LICENCE is not set: set it to the customer key or an offline licence, or "
-                   "set PI_LICENCE_URL");
+        set_missing(r);
     }
     licence_keyset_free(keys);
 }
@@ -859,8 +881,8 @@ static int write_handover(const struct licence_config *cfg, const struct resolut
     if (!with_licence) {
         /* Only the status changed: the licence file stays as it is. */
     } else if (r->licence && licence_status_acceptable(r->status)) {
-        if (write_atomic(cfg->run_dir, LICENCE_FILE_NAME, r->licence, r->len, 0600, owner, error,
-                         sizeof(error)) != 0)
+        if (write_handover_file(cfg, LICENCE_FILE_NAME, r->licence, r->len, 0600, owner, error,
+                                sizeof(error)) != 0)
             log_error("cannot hand the licence over", LF_STR("error", error));
         else
             written = 1;
@@ -874,8 +896,8 @@ static int write_handover(const struct licence_config *cfg, const struct resolut
     } else {
         size_t n = strlen(json);
         json[n] = '\n';
-        if (write_atomic(cfg->run_dir, STATUS_FILE_NAME, json, n + 1, 0644, NULL, error,
-                         sizeof(error)) != 0)
+        if (write_handover_file(cfg, STATUS_FILE_NAME, json, n + 1, 0644, NULL, error,
+                                sizeof(error)) != 0)
             log_error("cannot write the licence status", LF_STR("error", error));
         free(json);
     }
@@ -907,7 +929,14 @@ int licence_start(const struct licence_config *cfg, const struct run_as *run_as,
 
     struct resolve_opts opts = { .cfg = cfg, .write_cache = true };
     struct resolution r;
-    resolve_in_worker(&opts, &r);
+    if (cfg->licence == NULL && cfg->licence_url == NULL) {
+        /* Nothing to resolve: no worker to fork and wait for. */
+        memset(&r, 0, sizeof(r));
+        r.st.users = -1;
+        set_missing(&r);
+    } else {
+        resolve_in_worker(&opts, &r);
+    }
     remember(&r);
     log_status("licence checked", &r.st, r.status);
     if (r.have_claims && !r.claims.has_deployment && cfg->deployment_id == NULL)

@@ -6,6 +6,10 @@
 #                       1,000,000); prints the count (also `make fuzz`)
 #   make bench-health   wrk against /health and against a one-worker nginx
 #                       `return 200` on loopback, same run (also `make bench`)
+#   make bench-health-flood
+#                       idle, slowloris and garbage flood from 127.0.0.2 while
+#                       /health and `pi-agent health` are checked, against
+#                       nginx `return 200` in the same run (also `make bench`)
 
 TEST_PACKAGES += python3-prometheus-client wrk nginx-light clang libclang-rt-14-dev
 
@@ -16,9 +20,9 @@ FUZZ_HTTP_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror \
                     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                     -D_GNU_SOURCE -Iagent
 
-.PHONY: fuzz-http bench-health
+.PHONY: fuzz-http bench-health bench-health-flood
 fuzz: fuzz-http
-bench: bench-health
+bench: bench-health bench-health-flood
 
 $(FUZZ_HTTP_BIN): tests/fuzz/fuzz_http_parser.c agent/http_parser.c agent/http_parser.h \
                   $(PACKAGES_STAMP)
@@ -39,3 +43,6 @@ fuzz-http: $(FUZZ_HTTP_BIN)
 
 bench-health: $(BUILD)/pi-agent $(PACKAGES_STAMP)
 	PI_AGENT_BIN=$(BUILD)/pi-agent ./bench/health-wrk.sh
+
+bench-health-flood: $(BUILD)/pi-agent $(PACKAGES_STAMP)
+	PI_AGENT_BIN=$(BUILD)/pi-agent ./bench/health-flood.sh

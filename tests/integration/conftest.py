@@ -1,9 +1,12 @@
 """Shared fixtures for the integration tests: they run build/pi-agent for real,
 often as PID 1 in a fresh PID namespace (unshare --pid --fork --mount-proc)."""
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +19,10 @@ HELPERS = Path(__file__).resolve().parent / "helpers"
 # Variables a test environment starts from: the agent must not pick up the
 # developer's own PI_* settings.
 BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PI_", "ECS_"))}
+# The run directory (licence hand-over, the health socket) is private to the
+# test session: never the machine's /run/pi-agent, which another agent may use.
+BASE_ENV["PI_AGENT_RUN_DIR"] = tempfile.mkdtemp(prefix="pi-agent-test-run-")
+atexit.register(shutil.rmtree, BASE_ENV["PI_AGENT_RUN_DIR"], True)
 
 
 def agent_env(**overrides):

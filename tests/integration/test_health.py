@@ -1,16 +1,20 @@
 """The health endpoint end to end: build/pi-agent as PID 1 with a fake
 dashboard (a small Python HTTP server) as its child, probed by the agent and
 asked by the tests over loopback."""
+import fcntl
 import json
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +76,7 @@ class Dash:
         env.setdefault("PI_AGENT_PROBE_URL", f"http://127.0.0.1:{self.dash_port}/pi/version")
         env.setdefault("PI_AGENT_PROBE_INTERVAL_SECONDS", 1)
         env.setdefault("PI_AGENT_DRAIN_SECONDS", 1)
+        self.run_dir = Path(env.setdefault("PI_AGENT_RUN_DIR", tmp_path / "run"))
         self.agent = start_agent(["--", PY, "-c", FAKE_DASHBOARD, str(self.dash_port),
                                   str(self.ctl), str(self.term)], env=agent_env(**env))
         wait_for(self.listening, what="health endpoint listening")
@@ -340,7 +345,7 @@ def test_request_body_is_skipped_on_a_kept_connection(start_agent, tmp_path):
 
 def test_500_idle_connections_do_not_block_health_or_signals(start_agent, tmp_path):
     d = Dash(start_agent, tmp_path, PI_AGENT_HEALTH_MAX_CONNECTIONS=600,
-             PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS=60)
+             PI_AGENT_HEALTH_MAX_PER_ADDRESS=600, PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS=60)
     wait_for(d.status_is(200, "ok"), what="ok")
     idle = []
     try:
@@ -373,7 +378,7 @@ def open_served(port):
     return s
 
 
-def test_connection_limit_closes_extra_connections_at_once(start_agent, tmp_path):
+def test_full_table_evicts_the_oldest_waiting_connection(start_agent, tmp_path):
     d = Dash(start_agent, tmp_path, PI_AGENT_HEALTH_MAX_CONNECTIONS=4,
              PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS=60)
     held = []
@@ -382,6 +387,33 @@ def test_connection_limit_closes_extra_connections_at_once(start_agent, tmp_path
         for _ in range(4):
             held.append(wait_for(lambda: try_open(d.health_port), what="a held connection"))
         extra = socket.create_connection(("127.0.0.1", d.health_port), timeout=10)
+        extra.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+        (resp,), _ = read_responses(extra, 1)
+        assert resp[0] == 200, "a new connection is served, not refused"
+        held.append(extra)
+        assert held[0].recv(100) == b"", "the connection waiting longest made room"
+        for s in held[1:]:
+            s.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+            (resp,), _ = read_responses(s, 1)
+            assert resp[0] == 200, "the other held connections still work"
+    finally:
+        for s in held:
+            s.close()
+    d.agent.signal(signal.SIGTERM)
+    assert d.agent.wait() == 0
+    assert any(r["msg"].startswith("health: connection table full; closed connections waiting")
+               for r in d.agent.logs())
+
+
+def test_a_table_busy_answering_refuses_new_connections(start_agent, tmp_path):
+    """Connections whose answers are still being written are never evicted:
+    when they fill the table a new connection is closed at once."""
+    d = Dash(start_agent, tmp_path, PI_AGENT_HEALTH_MAX_CONNECTIONS=2,
+             PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS=60)
+    wait_for(d.status_is(200, "ok"), what="ok")
+    busy = [stalled_reader(d.health_port) for _ in range(2)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", d.health_port), timeout=10)
         try:
             extra.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
             data = extra.recv(100)
@@ -389,17 +421,37 @@ def test_connection_limit_closes_extra_connections_at_once(start_agent, tmp_path
             data = b""
         assert data == b"", "a connection over the limit is closed without an answer"
         extra.close()
-        held[0].sendall(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
-        (resp,), _ = read_responses(held[0], 1)
-        assert resp[0] == 200, "the held connections still work"
+        for s, sent in busy:
+            responses, _ = read_responses(s, sent)
+            assert all(r[0] == 200 for r in responses), "the busy connections got every answer"
     finally:
-        for s in held:
+        for s, _ in busy:
             s.close()
     wait_for(lambda: try_open(d.health_port), what="room again after closing")
     d.agent.signal(signal.SIGTERM)
     assert d.agent.wait() == 0
     assert any(r["msg"] == "health: connection limit reached; closing new connections"
                for r in d.agent.logs())
+
+
+def stalled_reader(port, count=2000):
+    """A connection that pipelines count /metrics requests and reads nothing,
+    so the agent holds answers it cannot write (a busy connection). Returns
+    (socket, count) once the agent has stopped being able to write."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(10)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+    # The agent has answered into a full socket once our receive queue stops growing.
+    last = -1
+    def queue_full():
+        nonlocal last
+        n = struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        full, last = n == last and n > 0, n
+        return full
+    wait_for(queue_full, interval=0.2, what="the agent blocked writing")
+    return s, count
 
 
 def try_open(port):

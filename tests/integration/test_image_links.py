@@ -96,6 +96,8 @@ def test_image_links_configuration_errors(tmp_path):
     p = subprocess.run([str(AGENT), "image-links", "extra"], env=links_env(home, root, seed),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 78 and "takes no arguments" in p.stderr
+    p = image_links(links_env(home, root, seed, PI_EFS_MODE="off"))
+    assert p.returncode == 78 and "PI_EFS_MODE=off" in p.stderr
     assert not (home / FOLDERS["themes"]).is_symlink()
 
 

@@ -192,6 +192,21 @@ static void run_as_numeric_uid_known_to_passwd_takes_its_entry(void **s)
     assert_int_equal(ra.gid, 4123456789u);
 }
 
+static void clear_zeroes_every_byte(void **state)
+{
+    (void)state;
+    static unsigned char buf[3000];
+    memset(buf + 700, 0xab, 5);  /* one dirty chunk in the middle */
+    buf[sizeof buf - 1] = 1;     /* and the last byte of a short tail */
+    config_clear(buf, sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        assert_int_equal(buf[i], 0);
+    config_clear(buf, 0); /* nothing to do */
+    unsigned char one = 7;
+    config_clear(&one, 1);
+    assert_int_equal(one, 0);
+}
+
 static void agent_config_command_sources(void **s)
 {
     (void)s;
@@ -248,6 +263,7 @@ int main(void)
         cmocka_unit_test(run_as_id_out_of_range_is_an_error),
         cmocka_unit_test(run_as_numeric_uid_known_to_passwd_takes_its_entry),
         cmocka_unit_test(agent_config_command_sources),
+        cmocka_unit_test(clear_zeroes_every_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <poll.h>
 #include <unistd.h>
@@ -538,7 +540,8 @@ static void clear_health_env(void)
                            "PI_AGENT_DRAIN_SECONDS", "PI_AGENT_PROBE_URL",
                            "PI_AGENT_PROBE_INTERVAL_SECONDS", "PI_AGENT_LICENCE_REQUIRED",
                            "PI_EFS_OVER_BUDGET", "PI_AGENT_EMF", "PI_AGENT_EMF_INTERVAL_SECONDS",
-                           "PI_AGENT_EMF_NAMESPACE", "ECS_CONTAINER_METADATA_URI_V4" };
+                           "PI_AGENT_EMF_NAMESPACE", "ECS_CONTAINER_METADATA_URI_V4",
+                           "PI_AGENT_HEALTH_MAX_PER_ADDRESS", "PI_AGENT_RUN_DIR" };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
 }
@@ -553,6 +556,8 @@ static void test_config_defaults(void **state)
     assert_string_equal(cfg.addr, "0.0.0.0");
     assert_int_equal(cfg.port, 8225);
     assert_int_equal(cfg.max_connections, 256);
+    assert_int_equal(cfg.max_per_peer, 32);
+    assert_string_equal(cfg.run_dir, "/run/pi-agent");
     assert_int_equal(cfg.idle_timeout_s, 5);
     assert_int_equal(cfg.drain_s, 5);
     assert_true(cfg.probe_enabled);
@@ -603,6 +608,8 @@ static void test_config_errors_name_the_variable(void **state)
     expect_config_error("PI_AGENT_HEALTH_PORT", "http");
     expect_config_error("PI_AGENT_HEALTH_MAX_CONNECTIONS", "0");
     expect_config_error("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS", "0");
+    expect_config_error("PI_AGENT_HEALTH_MAX_PER_ADDRESS", "0");
+    expect_config_error("PI_AGENT_RUN_DIR", "run/pi-agent");
     expect_config_error("PI_AGENT_DRAIN_SECONDS", "-1");
     expect_config_error("PI_AGENT_PROBE_URL", "https://127.0.0.1:8443/pi/version");
     expect_config_error("PI_AGENT_PROBE_URL", "http://dashboard:8224/");
@@ -647,14 +654,67 @@ static int client_port;
         }                                                                               \
     } while (0)
 
-static int client_connect(void)
+static char client_run_dir[64];
+
+static void send_all(int fd, const char *s, size_t n);
+
+/* From a chosen loopback source address (127.0.0.src): one "client host". */
+static int client_connect_from(int src)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)client_port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in from = { .sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)src) };
+    CHECK(fd >= 0);
+    CHECK(bind(fd, (struct sockaddr *)&from, sizeof from) == 0);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    return fd;
+}
+
+static int client_connect(void)
+{
+    return client_connect_from(1);
+}
+
+static int client_connect_unix(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", client_run_dir, HEALTH_SOCKET_NAME);
     CHECK(fd >= 0);
     CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
     return fd;
+}
+
+/* True when the server has closed fd (EOF or reset) within 10 s. */
+static bool closed_by_server(int fd)
+{
+    char b[4096];
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        CHECK(poll(&p, 1, 10000) == 1);
+        ssize_t r = recv(fd, b, sizeof b, 0);
+        if (r <= 0)
+            return true;
+    }
+}
+
+static bool still_open(int fd)
+{
+    char b;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    return poll(&p, 1, 0) == 0 || recv(fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) > 0;
+}
+
+static void served_once(int fd)
+{
+    char b[4096];
+    send_all(fd, "GET /live HTTP/1.1\r\nHost: t\r\n\r\n", 31);
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    CHECK(poll(&p, 1, 10000) == 1);
+    CHECK(recv(fd, b, sizeof b, 0) > 0);
+    CHECK(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
 }
 
 static void send_all(int fd, const char *s, size_t n)
@@ -772,20 +832,45 @@ static void client_scenarios(void)
     close(idle);
     close(slow);
 
-    /* Over the connection limit (8): the extra one is closed at once. */
-    int held[8];
-    for (int i = 0; i < 8; i++) {
-        held[i] = client_connect();
-        send_all(held[i], "GET /live HTTP/1.1\r\nHost: t\r\n\r\n", 31);
-        struct pollfd p = { .fd = held[i], .events = POLLIN };
-        CHECK(poll(&p, 1, 10000) == 1);
-        CHECK(recv(held[i], buf, 4096, 0) > 0);
-    }
-    fd = client_connect();
-    CHECK(read_all(fd, buf, sizeof buf) == 0);
+    /* The container check's own socket answers the same. */
+    fd = client_connect_unix();
+    send_all(fd, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 52);
+    read_all(fd, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    CHECK(strstr(buf, "\"status\":\"ok\"") != NULL);
     close(fd);
-    for (int i = 0; i < 8; i++)
+
+    /* One address holds at most 4 (PI_AGENT_HEALTH_MAX_PER_ADDRESS): its
+     * fifth connection closes its own connection waiting longest. */
+    int a[5];
+    for (int i = 0; i < 5; i++)
+        a[i] = client_connect_from(2);
+    CHECK(closed_by_server(a[0]));
+    for (int i = 1; i < 5; i++)
+        CHECK(still_open(a[i]));
+
+    /* A full table (8) makes room: the connection waiting longest for a
+     * request goes (a[1]), not those answered since, and the new one is
+     * served. */
+    int held[4];
+    for (int i = 0; i < 4; i++) {
+        held[i] = client_connect_from(1);
+        served_once(held[i]);
+    }
+    fd = client_connect_from(3);
+    send_all(fd, "GET /live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 50);
+    read_all(fd, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    close(fd);
+    CHECK(closed_by_server(a[1]));
+    for (int i = 0; i < 4; i++)
+        served_once(held[i]);
+    for (int i = 2; i < 5; i++)
+        CHECK(still_open(a[i]));
+    for (int i = 0; i < 4; i++)
         close(held[i]);
+    for (int i = 0; i < 5; i++)
+        close(a[i]);
     _exit(0);
 }
 
@@ -830,7 +915,12 @@ static void test_server_in_process(void **state)
     setenv("PI_AGENT_HEALTH_PORT", port, 1);
     setenv("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS", "1", 1);
     setenv("PI_AGENT_HEALTH_MAX_CONNECTIONS", "8", 1);
+    setenv("PI_AGENT_HEALTH_MAX_PER_ADDRESS", "4", 1);
+    snprintf(client_run_dir, sizeof client_run_dir, "/tmp/pi-agent-unit-XXXXXX");
+    assert_non_null(mkdtemp(client_run_dir));
+    setenv("PI_AGENT_RUN_DIR", client_run_dir, 1);
     assert_int_equal(health_config_load(&cfg, &err), 0);
+    assert_int_equal(cfg.max_per_peer, 4);
     clear_health_env();
     unsetenv("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS");
     unsetenv("PI_AGENT_HEALTH_MAX_CONNECTIONS");
@@ -873,6 +963,13 @@ static void test_server_in_process(void **state)
     assert_null(health_server_start(loop, &cfg, &st, NULL, NULL));
     loop_free(loop);
     close(busy);
+
+    /* The agent removed its socket on the way out. */
+    char sock[128];
+    struct stat sst;
+    snprintf(sock, sizeof sock, "%s/%s", client_run_dir, HEALTH_SOCKET_NAME);
+    assert_int_equal(lstat(sock, &sst), -1);
+    assert_int_equal(rmdir(client_run_dir), 0);
 }
 
 int main(void)
