@@ -2,6 +2,7 @@
 #include "efs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "efs_scan.h"
 #include "efs_seed.h"
+#include "fsafe.h"
 #include "log.h"
 #include "loop.h"
 #include "state.h"
@@ -224,6 +226,65 @@ static void probe_folders(struct prep *p, const struct run_as *run_as, const cha
     }
 }
 
+/* The seed marker, read without following a link (dry run). */
+static size_t read_marker(const char *root, char *buf, size_t cap)
+{
+    int rootfd = fsafe_open_dir_trusted(root, false);
+    if (rootfd < 0)
+        return 0;
+    int fd = fsafe_openat(rootfd, EFS_SEED_MARKER, O_RDONLY | O_NONBLOCK, 0);
+    close(rootfd);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        n = read(fd, buf, cap - 1);
+    close(fd);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* ROOT/.pi-agent is the agent's own folder. A start moves whatever else
+ * stands there aside (warn); when that cannot be done, storage fails. The
+ * dry run only says what it would find. */
+static void check_agent_dir(struct prep *p, const struct efs_config *cfg, bool dry_run)
+{
+    int rootfd = fsafe_open_dir_trusted(cfg->root, false);
+    if (rootfd < 0) {
+        say(p, EFS_FAIL, "agent folder", "PI_EFS_ROOT=%s: cannot open: %s", cfg->root,
+            strerror(errno));
+        return;
+    }
+    char display[PATH_MAX];
+    efs_fmt(display, sizeof(display), "%s/%s", cfg->root, EFS_AGENT_DIR);
+    if (dry_run) {
+        struct stat st;
+        if (fstatat(rootfd, EFS_AGENT_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            !(S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+              (st.st_mode & (S_IWGRP | S_IWOTH)) == 0)) {
+            char what[320];
+            fsafe_describe(rootfd, EFS_AGENT_DIR, what, sizeof(what));
+            say(p, EFS_WARN, "agent folder",
+                "%s is %s, not the agent's own folder (root's, mode 0700): a start moves it "
+                "aside as %s.refused-RANDOM", display, what, EFS_AGENT_DIR);
+        }
+        close(rootfd);
+        return;
+    }
+    char moved[NAME_MAX + 340], msg[700];
+    int fd = efs_agent_dir_open(rootfd, cfg->root, moved, sizeof(moved), msg, sizeof(msg));
+    close(rootfd);
+    if (fd < 0) {
+        say(p, EFS_FAIL, "agent folder", "%s", msg);
+        return;
+    }
+    close(fd);
+    if (moved[0])
+        say(p, EFS_WARN, "agent folder",
+            "%s was not the agent's own folder (root's, mode 0700, not a link): moved aside to "
+            "%s/%s; nothing in it was used", display, cfg->root, moved);
+}
+
 static void prepare_managed(struct prep *p, const struct efs_config *cfg,
                             const struct run_as *run_as, bool dry_run, struct efs_plan *plan)
 {
@@ -245,6 +306,9 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
         say(p, EFS_WARN, "root",
             "PI_EFS_ROOT=%s is a mount point on %s, not NFS: fine for local testing only",
             cfg->root, fstype);
+    if (p->failures)
+        return;
+    check_agent_dir(p, cfg, dry_run);
     if (p->failures)
         return;
 
@@ -348,13 +412,8 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
     if (dry_run) {
         char version[17];
         if (nsrc > 0 && efs_seed_fingerprint(src, nsrc, version) == 0) {
-            char marker[PATH_MAX + 32];
-            snprintf(marker, sizeof(marker), "%s/%s", cfg->root, EFS_SEED_MARKER);
-            FILE *f = fopen(marker, "re");
             char buf[512] = "";
-            size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-            if (f)
-                fclose(f);
+            size_t n = read_marker(cfg->root, buf, sizeof(buf));
             if (n > 0 && efs_seed_marker_matches(buf, n, version))
                 say(p, EFS_OK, "seed", "image defaults already seeded (version %s)", version);
             else
@@ -364,6 +423,9 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
     } else if (nsrc > 0) {
         struct efs_seed_result res;
         int rc = efs_seed_run(cfg->root, src, nsrc, run_as, &res);
+        if (res.moved_aside[0])
+            say(p, EFS_WARN, "agent folder", "%s/%s: moved aside, not used: %s", cfg->root,
+                EFS_AGENT_DIR, res.moved_aside);
         if (rc < 0)
             say(p, EFS_FAIL, "seed", "seeding failed (%llu error(s)): %s",
                 (unsigned long long)res.errors, res.first_error);

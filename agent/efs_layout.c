@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsafe.h"
+
 void efs_fmt(char *dst, size_t cap, const char *fmt, ...)
 {
     va_list ap;
@@ -307,56 +309,96 @@ int efs_fs_type(const char *path, char *out, size_t cap, bool *is_nfs)
 
 /* ---- folders and the write probe --------------------------------------- */
 
+/* Splits an absolute path into its parent, opened with
+ * fsafe_open_dir_trusted (create: making missing parents), and its last
+ * component (into base). Returns the parent's fd or -1 with msg. */
+static int open_parent(const char *path, bool create, char *base, size_t base_cap, char *msg,
+                       size_t cap)
+{
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash || slash[1] == '\0') {
+        efs_fmt(msg, cap, "%s: not an absolute path to an entry", path);
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(base, base_cap, "%s", slash + 1);
+    if (slash == parent)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = fsafe_open_dir_trusted(parent, create);
+    if (fd < 0) {
+        int saved = errno;
+        if (saved == ELOOP)
+            efs_fmt(msg, cap, "%s: a symlink on the way that root did not make (not followed)",
+                    parent);
+        else
+            efs_fmt(msg, cap, "%s: cannot open folder: %s", parent, strerror(saved));
+        errno = saved;
+    }
+    return fd;
+}
+
 int efs_ensure_folder(const char *dir, const struct run_as *run_as, char *msg, size_t cap)
 {
+    char base[NAME_MAX + 1];
+    int pfd = open_parent(dir, false, base, sizeof(base), msg, cap);
+    if (pfd < 0)
+        return -1;
     bool created = false;
-    if (mkdir(dir, 0755) == 0)
-        created = true;
-    else if (errno != EEXIST) {
-        snprintf(msg, cap, "%s: cannot create folder: %s", dir, strerror(errno));
+    int fd = fsafe_mkdir_open(pfd, base, 0755, &created);
+    int saved = errno;
+    close(pfd);
+    if (fd < 0) {
+        if (saved == ELOOP)
+            snprintf(msg, cap, "%s: is a symlink, not a folder; it is not followed or replaced",
+                     dir);
+        else if (saved == ENOTDIR)
+            snprintf(msg, cap, "%s: exists and is not a folder; it is not replaced", dir);
+        else
+            snprintf(msg, cap, "%s: cannot create folder: %s", dir, strerror(saved));
         return -1;
     }
     struct stat st;
-    if (lstat(dir, &st) < 0) {
+    int rc = 0;
+    if (fstat(fd, &st) < 0) {
         snprintf(msg, cap, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    if (S_ISLNK(st.st_mode)) {
-        snprintf(msg, cap, "%s: is a symlink, not a folder; it is not followed or replaced", dir);
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(msg, cap, "%s: exists and is not a folder; it is not replaced", dir);
-        return -1;
-    }
-    if (run_as && run_as->set && (created || st.st_uid != run_as->uid)) {
-        /* Only the folder itself: customer files keep whatever owner they have. */
-        if (lchown(dir, run_as->uid, run_as->gid) < 0) {
+        rc = -1;
+    } else if (run_as && run_as->set && (created || st.st_uid != run_as->uid)) {
+        /* Only the folder itself, through its descriptor: customer files keep
+         * whatever owner they have, and nothing swapped in by that name is
+         * ever chowned. */
+        if (fsafe_chown_dir(fd, run_as->uid, run_as->gid) < 0) {
             snprintf(msg, cap, "%s: cannot give the folder to %s (uid %u): %s", dir,
                      run_as->user[0] ? run_as->user : "the run-as user", (unsigned)run_as->uid,
                      strerror(errno));
-            return -1;
+            rc = -1;
         }
     }
-    return 0;
+    close(fd);
+    return rc;
 }
 
 static int probe_one(const char *dir, int i, char *msg, size_t cap)
 {
-    /* pids repeat across containers sharing EFS (each agent is PID 1 of its
-     * own namespace): the name needs randomness to be unique. */
-    unsigned long long rnd = 0;
-    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-        rnd = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
-    char name[PATH_MAX];
-    int n = snprintf(name, sizeof(name), "%s/.pi-agent-probe.%016llx.%d", dir, rnd, i);
-    if (n < 0 || (size_t)n >= sizeof(name)) {
-        snprintf(msg, cap, "%s: path too long", dir);
+    (void)i;
+    /* The folder itself is never a symlink followed (as root, without a
+     * run-as user, the probe must not land elsewhere). */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        snprintf(msg, cap, "%s: cannot open: %s", dir,
+                 errno == ELOOP ? "a symlink (not followed)" : strerror(errno));
         return -1;
     }
-    int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* pids repeat across containers sharing EFS (each agent is PID 1 of its
+     * own namespace): the name needs randomness to be unique, and O_EXCL. */
+    char name[64];
+    int fd = fsafe_tmpfile(dfd, ".pi-agent-probe.", 0600, name, sizeof(name));
     if (fd < 0) {
         snprintf(msg, cap, "%s: not writable: %s", dir, strerror(errno));
+        close(dfd);
         return -1;
     }
     static const char probe[] = "pi-agent write probe\n";
@@ -369,10 +411,11 @@ static int probe_one(const char *dir, int i, char *msg, size_t cap)
         snprintf(msg, cap, "%s: write failed: %s", dir, strerror(errno));
         rc = -1;
     }
-    if (unlink(name) < 0 && rc == 0) {
+    if (unlinkat(dfd, name, 0) < 0 && rc == 0) {
         snprintf(msg, cap, "%s: cannot remove the probe file: %s", dir, strerror(errno));
         rc = -1;
     }
+    close(dfd);
     return rc;
 }
 
@@ -602,110 +645,153 @@ int efs_remove_image_tree(const char *path, char *msg, size_t cap)
     return rc;
 }
 
-/* mkdir -p of path's parent. */
-static int make_parents(const char *path, char *msg, size_t cap)
+/* What stands at pfd/base, seen through the parent's descriptor. */
+static int inspect_at(int pfd, const char *base, const char *path, const char *folder,
+                      enum efs_link_state *out)
 {
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    char *slash = strrchr(buf, '/');
-    if (!slash || slash == buf)
-        return 0;
-    *slash = '\0';
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
-                snprintf(msg, cap, "%s: cannot create folder: %s", buf, strerror(errno));
-                return -1;
-            }
-            *p = saved;
-            if (saved == '\0')
-                break;
+    struct stat st;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) {
+            *out = EFS_LINK_MISSING;
+            return 0;
         }
+        return -1;
     }
+    if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlinkat(pfd, base, target, sizeof(target) - 1);
+        if (n < 0)
+            return -1;
+        target[n] = '\0';
+        *out = strcmp(target, folder) == 0 ? EFS_LINK_OK : EFS_LINK_OTHER_LINK;
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        *out = EFS_LINK_NOT_DIR;
+        return 0;
+    }
+    int m = efs_is_mount_point(path, NULL, 0);
+    if (m < 0)
+        return -1;
+    *out = m ? EFS_LINK_MOUNT_POINT : EFS_LINK_DIRECTORY;
     return 0;
+}
+
+/* Removes the directory pfd/base: no symlink followed, no mount point crossed. */
+static int remove_image_tree_at(int pfd, const char *base, const char *path, char *msg,
+                                size_t cap)
+{
+    int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        efs_fmt(msg, cap, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        efs_fmt(msg, cap, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    int rc = remove_under(fd, st.st_dev, 0, path, msg, cap);
+    close(fd);
+    if (rc == 0 && unlinkat(pfd, base, AT_REMOVEDIR) < 0) {
+        efs_fmt(msg, cap, "%s: cannot remove: %s", path, strerror(errno));
+        rc = -1;
+    }
+    return rc;
 }
 
 int efs_link_replace(const char *path, const char *folder, char *msg, size_t cap)
 {
-    enum efs_link_state state;
-    if (efs_link_inspect(path, folder, &state) < 0) {
-        snprintf(msg, cap, "%s: cannot inspect: %s", path, strerror(errno));
+    /* Everything below happens through the parent's descriptor: a folder on
+     * the way swapped for a symlink by someone who can write there is never
+     * followed (fsafe_open_dir_trusted). */
+    char base[NAME_MAX + 1];
+    int pfd = open_parent(path, true, base, sizeof(base), msg, cap);
+    if (pfd < 0)
         return -1;
+    int rc = -1;
+    enum efs_link_state state;
+    if (inspect_at(pfd, base, path, folder, &state) < 0) {
+        snprintf(msg, cap, "%s: cannot inspect: %s", path, strerror(errno));
+        goto out;
     }
     switch (state) {
     case EFS_LINK_OK:
-        return 0;
+        rc = 0;
+        goto out;
     case EFS_LINK_MOUNT_POINT:
         snprintf(msg, cap, "%s: is a mount point; it is left alone", path);
-        return -1;
+        goto out;
     case EFS_LINK_NOT_DIR:
         snprintf(msg, cap, "%s: exists and is not a folder; it is not replaced", path);
-        return -1;
+        goto out;
     default:
         break;
     }
-    if (make_parents(path, msg, cap) < 0)
-        return -1;
 
-    char tmp[PATH_MAX];
-    int n = snprintf(tmp, sizeof(tmp), "%s.pi-agent-link.%ld", path, (long)getpid());
+    char tmp[NAME_MAX + 1], rnd[17];
+    if (fsafe_random_hex(rnd, sizeof(rnd), 8) < 0) {
+        snprintf(msg, cap, "%s: no random name: %s", path, strerror(errno));
+        goto out;
+    }
+    int n = snprintf(tmp, sizeof(tmp), "%.200s.pi-agent-link.%s", base, rnd);
     if (n < 0 || (size_t)n >= sizeof(tmp)) {
         snprintf(msg, cap, "%s: path too long", path);
-        return -1;
+        goto out;
     }
-    /* A leftover with this name can only be ours (an earlier run with this pid). */
-    if (symlink(folder, tmp) < 0 &&
-        (errno != EEXIST || unlink(tmp) < 0 || symlink(folder, tmp) < 0)) {
-        snprintf(msg, cap, "%s: cannot create symlink: %s", tmp, strerror(errno));
-        return -1;
+    if (symlinkat(folder, pfd, tmp) < 0) {
+        snprintf(msg, cap, "%s: cannot create symlink: %s", path, strerror(errno));
+        goto out;
     }
 
-    char backup[PATH_MAX] = "";
+    char backup[NAME_MAX + 1] = "";
     if (state == EFS_LINK_DIRECTORY) {
         /* The image's folder is moved aside, never deleted: a directory cannot
          * be swapped for a symlink in one rename. */
-        char base[PATH_MAX];
-        efs_image_backup_path(path, base, sizeof(base));
         int moved = -1, err = EEXIST;
         for (int i = 0; i < 10 && moved < 0; i++) {
             if (i == 0)
-                snprintf(backup, sizeof(backup), "%s", base);
+                snprintf(backup, sizeof(backup), "%.200s.pi-agent-image", base);
             else
-                snprintf(backup, sizeof(backup), "%.4000s.%d", base, i);
+                snprintf(backup, sizeof(backup), "%.200s.pi-agent-image.%d", base, i);
             struct stat st;
-            if (lstat(backup, &st) == 0)
+            if (fstatat(pfd, backup, &st, AT_SYMLINK_NOFOLLOW) == 0)
                 continue;
-            moved = rename(path, backup);
+            moved = renameat(pfd, base, pfd, backup);
             err = errno;
             if (moved < 0 && err != EEXIST && err != ENOTEMPTY)
                 break;
         }
-        if (moved < 0 && err == EXDEV && efs_on_overlay(path)) {
+        struct statfs sfs;
+        if (moved < 0 && err == EXDEV && fstatfs(pfd, &sfs) == 0 &&
+            (uint32_t)sfs.f_type == OVERLAYFS_SUPER_MAGIC_VALUE) {
             /* Docker's overlayfs cannot rename a directory of a lower layer.
              * Its content is on EFS already (the caller seeds first), and the
              * image keeps it: only the container's view of it is removed. */
             backup[0] = '\0';
-            if (efs_remove_image_tree(path, msg, cap) < 0) {
-                (void)unlink(tmp);
-                return -1;
+            if (remove_image_tree_at(pfd, base, path, msg, cap) < 0) {
+                (void)unlinkat(pfd, tmp, 0);
+                goto out;
             }
             moved = 0;
         }
         if (moved < 0) {
             snprintf(msg, cap, "%s: cannot move the image folder aside: %s", path, strerror(err));
-            (void)unlink(tmp);
-            return -1;
+            (void)unlinkat(pfd, tmp, 0);
+            goto out;
         }
     }
-    if (rename(tmp, path) < 0) {
+    if (renameat(pfd, tmp, pfd, base) < 0) {
         int saved = errno;
         snprintf(msg, cap, "%s: cannot put the symlink in place: %s", path, strerror(saved));
         if (backup[0])
-            (void)rename(backup, path);
-        (void)unlink(tmp);
-        return -1;
+            (void)renameat(pfd, backup, pfd, base);
+        (void)unlinkat(pfd, tmp, 0);
+        goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    close(pfd);
+    return rc;
 }

@@ -2,6 +2,7 @@
 #include "efs_seed.h"
 
 #include "efs_layout.h"
+#include "fsafe.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -92,7 +93,7 @@ int efs_seed_fingerprint(const struct efs_seed_source *src, int n, char out[17])
         return -1;
     int rc = 0;
     for (int i = 0; i < n; i++) {
-        int fd = open(src[i].src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = fsafe_open_dir_trusted(src[i].src, false);
         if (fd < 0)
             continue;
         sum += fnv1a(0xcbf29ce484222325ull, src[i].name, strlen(src[i].name) + 1);
@@ -128,7 +129,6 @@ bool efs_seed_marker_matches(const char *text, size_t len, const char *version)
 struct seed_ctx {
     const struct run_as *run_as;
     struct efs_seed_result *res;
-    unsigned long tmp_counter;
     char *path; /* display path of the current destination directory */
 };
 
@@ -138,11 +138,6 @@ static void seed_error(struct seed_ctx *c, const char *name, const char *what, i
     if (c->res->first_error[0] == '\0')
         snprintf(c->res->first_error, sizeof(c->res->first_error), "%s/%s: %s: %s", c->path,
                  name, what, strerror(err));
-}
-
-static void tmp_name(struct seed_ctx *c, char *out, size_t cap)
-{
-    snprintf(out, cap, EFS_TMP_PREFIX "%ld.%lu", (long)getpid(), ++c->tmp_counter);
 }
 
 /* Moves tmp to name unless name exists. Returns 1 when placed, 0 when name
@@ -229,14 +224,26 @@ static void place_and_count(struct seed_ctx *c, int dfd, const char *tmp, const 
 static void copy_file(struct seed_ctx *c, int sfd, int dfd, const char *name,
                       const struct stat *st)
 {
+    if (st->st_nlink > 1) {
+        /* A second name of a file elsewhere (a user who can write the image
+         * folder could link root's files there): its content is not copied
+         * to where the run-as user can read it. */
+        seed_error(c, name, "the image's file has more than one link; not copied", EMLINK);
+        return;
+    }
     int in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (in < 0) {
         seed_error(c, name, "cannot read the image's file", errno);
         return;
     }
+    struct stat ist;
+    if (fstat(in, &ist) != 0 || !S_ISREG(ist.st_mode) || ist.st_nlink > 1) {
+        seed_error(c, name, "the image's file changed while it was read; not copied", EAGAIN);
+        close(in);
+        return;
+    }
     char tmp[64];
-    tmp_name(c, tmp, sizeof(tmp));
-    int out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int out = fsafe_tmpfile(dfd, EFS_TMP_PREFIX, 0600, tmp, sizeof(tmp));
     if (out < 0) {
         seed_error(c, name, "cannot create", errno);
         close(in);
@@ -271,14 +278,20 @@ static void copy_symlink(struct seed_ctx *c, int sfd, int dfd, const char *name)
         return;
     }
     target[n] = '\0';
-    char tmp[64];
-    tmp_name(c, tmp, sizeof(tmp));
+    char tmp[64], rnd[17];
+    if (fsafe_random_hex(rnd, sizeof(rnd), 8) < 0) {
+        seed_error(c, name, "cannot make a random name", errno);
+        return;
+    }
+    snprintf(tmp, sizeof(tmp), EFS_TMP_PREFIX "%s", rnd);
     if (symlinkat(target, dfd, tmp) < 0) {
         seed_error(c, name, "cannot create symlink", errno);
         return;
     }
+    /* Through a descriptor: a file swapped in under the temporary name in
+     * the meantime is never given away. */
     if (c->run_as && c->run_as->set &&
-        fchownat(dfd, tmp, c->run_as->uid, c->run_as->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        fsafe_chown_symlink(dfd, tmp, c->run_as->uid, c->run_as->gid) < 0) {
         seed_error(c, name, "cannot give the symlink to the run-as user", errno);
         (void)unlinkat(dfd, tmp, 0);
         return;
@@ -344,17 +357,6 @@ static void seed_dir(struct seed_ctx *c, int sfd, int dfd, size_t path_len, int 
                 c->res->kept++; /* something else by that name: never replaced */
                 continue;
             }
-            if (!exists) {
-                if (mkdirat(dfd, name, st.st_mode & 0777) < 0 && errno != EEXIST) {
-                    seed_error(c, name, "cannot create folder", errno);
-                    continue;
-                }
-                if (c->run_as && c->run_as->set &&
-                    fchownat(dfd, name, c->run_as->uid, c->run_as->gid, AT_SYMLINK_NOFOLLOW) < 0)
-                    seed_error(c, name, "cannot give the folder to the run-as user", errno);
-                c->res->dirs_created++;
-                changed = true;
-            }
             if (depth >= SEED_MAX_DEPTH) {
                 seed_error(c, name, "too deep", ELOOP);
                 continue;
@@ -364,12 +366,23 @@ static void seed_dir(struct seed_ctx *c, int sfd, int dfd, size_t path_len, int 
                 seed_error(c, name, "cannot open the image's folder", errno);
                 continue;
             }
-            /* O_NOFOLLOW: a symlink placed on EFS is never followed out of the root. */
-            int cd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            /* Created and opened without following a symlink (one placed on
+             * EFS is never followed out of the root), and handed over
+             * through the descriptor: whatever is swapped in by that name
+             * meanwhile is never chowned. */
+            bool created = false;
+            int cd = fsafe_mkdir_open(dfd, name, st.st_mode & 0777, &created);
             if (cd < 0) {
-                seed_error(c, name, "cannot open folder", errno);
+                seed_error(c, name, "cannot create or open folder", errno);
                 close(cs);
                 continue;
+            }
+            if (created) {
+                if (c->run_as && c->run_as->set &&
+                    fsafe_chown_dir(cd, c->run_as->uid, c->run_as->gid) < 0)
+                    seed_error(c, name, "cannot give the folder to the run-as user", errno);
+                c->res->dirs_created++;
+                changed = true;
             }
             size_t n = (size_t)snprintf(c->path + path_len, PATH_MAX - path_len, "/%s", name);
             size_t child_len = path_len + n >= PATH_MAX ? path_len : path_len + n;
@@ -399,44 +412,74 @@ static void seed_dir(struct seed_ctx *c, int sfd, int dfd, size_t path_len, int 
 
 /* ---- lock and marker -------------------------------------------------------- */
 
-static int write_marker(int rootfd, const char *version, char *err, size_t cap)
+/* The marker and the lock live in .pi-agent/, the agent's own folder (see
+ * fsafe_private_dir): agentfd is open on it. */
+static int write_marker(int agentfd, const char *version, char *err, size_t cap)
 {
-    char tmp[64], text[256];
-    snprintf(tmp, sizeof(tmp), EFS_AGENT_DIR "/" EFS_TMP_PREFIX "marker.%ld", (long)getpid());
+    char text[256];
     int len = snprintf(text, sizeof(text), "seed-version=%s\nagent-version=%s\nseeded-at=%lld\n",
                        version, PI_AGENT_VERSION, (long long)time(NULL));
-    int fd = openat(rootfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, cap, "%s: cannot create: %s", tmp, strerror(errno));
+    const char *step = NULL;
+    if (fsafe_write_replace(agentfd, "seed.done", text, (size_t)len, 0644, (uid_t)-1,
+                            (gid_t)-1, &step) < 0) {
+        snprintf(err, cap, "%s: cannot write (%s): %s", EFS_SEED_MARKER, step ? step : "?",
+                 strerror(errno));
         return -1;
-    }
-    int rc = 0;
-    if (write(fd, text, (size_t)len) != len || fsync(fd) < 0)
-        rc = -1;
-    if (close(fd) < 0)
-        rc = -1;
-    if (rc < 0 || renameat(rootfd, tmp, rootfd, EFS_SEED_MARKER) < 0) {
-        snprintf(err, cap, "%s: cannot write: %s", EFS_SEED_MARKER, strerror(errno));
-        (void)unlinkat(rootfd, tmp, 0);
-        return -1;
-    }
-    int dfd = openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
     }
     return 0;
 }
 
-static bool marker_matches(int rootfd, const char *version)
+static bool marker_matches(int agentfd, const char *version)
 {
-    int fd = openat(rootfd, EFS_SEED_MARKER, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(agentfd, "seed.done", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return false;
+    struct stat st;
     char buf[512];
-    ssize_t n = read(fd, buf, sizeof(buf));
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        n = read(fd, buf, sizeof(buf));
     close(fd);
     return n > 0 && efs_seed_marker_matches(buf, (size_t)n, version);
+}
+
+int efs_agent_dir_open(int rootfd, const char *root, char *moved, size_t moved_cap, char *msg,
+                       size_t cap)
+{
+    char display[PATH_MAX];
+    efs_fmt(display, sizeof(display), "%s/%s", root, EFS_AGENT_DIR);
+    return fsafe_private_dir(rootfd, EFS_AGENT_DIR, display, moved, moved_cap, msg, cap);
+}
+
+/* Opens (creating) the seed lock in the agent's folder: a regular file of
+ * the agent's with a single link, else it is moved aside. */
+static int open_lock(int agentfd, char *moved, size_t moved_cap)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int fd = openat(agentfd, "seed.lock",
+                        O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && fsafe_is_own_single_file(&st, geteuid()))
+            return fd;
+        if (fd >= 0)
+            close(fd);
+        else if (errno != ELOOP && errno != EISDIR && errno != ENXIO && errno != EWOULDBLOCK)
+            return -1;
+        if (fsafe_move_aside(agentfd, "seed.lock", "refused", moved, moved_cap) < 0)
+            return -1;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+/* dst is ROOT/NAME (a folder of the root): opened beneath the root's
+ * descriptor, no symlink followed. */
+static int open_beneath_root(int rootfd, const char *root, const char *dst)
+{
+    size_t rl = strlen(root);
+    if (strncmp(dst, root, rl) == 0 && dst[rl] == '/')
+        return fsafe_openat(rootfd, dst + rl + 1, O_RDONLY | O_DIRECTORY, 0);
+    return fsafe_open_dir_trusted(dst, false);
 }
 
 static double mono_seconds(void)
@@ -455,25 +498,33 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
     /* Unreadable image entries only make the fingerprint partial: the seed
      * itself reports them. */
     (void)efs_seed_fingerprint(src, n, res->version);
-    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rootfd = fsafe_open_dir_trusted(root, false);
     if (rootfd < 0) {
         snprintf(errbuf, errcap, "%s: cannot open: %s", root, strerror(errno));
         res->errors++;
         return -1;
     }
-    if (mkdirat(rootfd, EFS_AGENT_DIR, 0755) < 0 && errno != EEXIST) {
-        snprintf(errbuf, errcap, "%s/%s: cannot create: %s", root, EFS_AGENT_DIR, strerror(errno));
+    char msg[600];
+    int agentfd = efs_agent_dir_open(rootfd, root, res->moved_aside, sizeof(res->moved_aside),
+                                     msg, sizeof(msg));
+    if (agentfd < 0) {
+        efs_fmt(errbuf, errcap, "%s", msg);
         res->errors++;
         close(rootfd);
         return -1;
     }
-    int lockfd = openat(rootfd, EFS_SEED_LOCK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    char lock_moved[NAME_MAX + 1] = "";
+    int lockfd = open_lock(agentfd, lock_moved, sizeof(lock_moved));
+    if (lock_moved[0] && !res->moved_aside[0])
+        efs_fmt(res->moved_aside, sizeof(res->moved_aside), "%s/%s", EFS_AGENT_DIR, lock_moved);
     if (lockfd < 0) {
         snprintf(errbuf, errcap, "%s/%s: cannot open: %s", root, EFS_SEED_LOCK, strerror(errno));
         res->errors++;
+        close(agentfd);
         close(rootfd);
         return -1;
     }
+    (void)fcntl(lockfd, F_SETFL, 0); /* O_NONBLOCK was for the open only */
     struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
     double t0 = mono_seconds();
     int rc;
@@ -484,26 +535,25 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
         snprintf(errbuf, errcap, "%s/%s: cannot lock: %s", root, EFS_SEED_LOCK, strerror(errno));
         res->errors++;
         close(lockfd);
+        close(agentfd);
         close(rootfd);
         return -1;
     }
 
-    int agentfd = openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (agentfd >= 0) { /* a marker temporary left by a kill */
+    { /* a marker temporary left by a kill */
         struct seed_ctx lc = { .res = res };
         remove_leftovers(&lc, agentfd);
-        close(agentfd);
     }
-    if (marker_matches(rootfd, res->version)) {
+    if (marker_matches(agentfd, res->version)) {
         res->skipped = true;
     } else {
         char path[PATH_MAX];
         struct seed_ctx c = { .run_as = run_as, .res = res, .path = path };
         for (int i = 0; i < n; i++) {
-            int sfd = open(src[i].src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int sfd = fsafe_open_dir_trusted(src[i].src, false);
             if (sfd < 0)
                 continue; /* nothing shipped there */
-            int dfd = open(src[i].dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int dfd = open_beneath_root(rootfd, root, src[i].dst);
             if (dfd < 0) {
                 snprintf(path, sizeof(path), "%s", src[i].dst);
                 seed_error(&c, ".", "cannot open folder", errno);
@@ -517,7 +567,7 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
         }
         if (res->errors == 0) {
             char err[512];
-            if (write_marker(rootfd, res->version, err, sizeof(err)) < 0) {
+            if (write_marker(agentfd, res->version, err, sizeof(err)) < 0) {
                 res->errors++;
                 efs_fmt(errbuf, errcap, "%s/%s", root, err);
             }
@@ -526,6 +576,7 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
     fl.l_type = F_UNLCK;
     (void)fcntl(lockfd, F_SETLK, &fl);
     close(lockfd); /* closing drops the lock anyway */
+    close(agentfd);
     close(rootfd);
     return res->errors == 0 ? 0 : -1;
 }

@@ -9,7 +9,10 @@
  *    image content (folder, relative path, type, size, mtime of each entry).
  *    A task that finds the same version skips the walk; a new image version
  *    seeds again, still copying only what is absent.
- *  - Every copy goes to a temporary name (.pi-agent-tmp.*) in its target
+ *  - ROOT/.pi-agent is the agent's own folder: root's, mode 0700, never a
+ *    link (see efs_agent_dir_open); the EFS folders are walked from
+ *    descriptors, never following a symlink (fsafe.h).
+ *  - Every copy goes to a random temporary name (.pi-agent-tmp.*) in its target
  *    folder, is fsynced and then renamed without replacing (renameat2
  *    RENAME_NOREPLACE, or link+unlink where the file system lacks it). A kill
  *    mid-seed leaves temporaries and no marker; the next start removes the
@@ -43,6 +46,7 @@ struct efs_seed_result {
     uint64_t errors;
     char first_error[512];   /* "path: reason" */
     double lock_wait_s;
+    char moved_aside[320];   /* what stood at .pi-agent (or its lock) and was moved aside */
 };
 
 /* Pure helper: order-independent fingerprint of the given sources (walks the
@@ -54,6 +58,13 @@ int efs_seed_fingerprint(const struct efs_seed_source *src, int n, char out[17])
  * or msg says why: lock, marker or copy failures name the path). */
 int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
                  const struct run_as *run_as, struct efs_seed_result *res);
+
+/* Opens ROOT/.pi-agent, the agent's own folder (root's, mode 0700, not a
+ * link), beneath rootfd; anything else standing there is moved aside as
+ * .pi-agent.refused-RANDOM (moved says what, "" when nothing was). Returns
+ * the fd, or -1 with msg naming the path and what was found. */
+int efs_agent_dir_open(int rootfd, const char *root, char *moved, size_t moved_cap, char *msg,
+                       size_t cap);
 
 /* Pure: does the marker text record this version? */
 bool efs_seed_marker_matches(const char *text, size_t len, const char *version);

@@ -17,6 +17,7 @@
 
 #include "alm.h"
 #include "fetch.h"
+#include "fsafe.h"
 #include "licence_token.h"
 #include "log.h"
 #include "loop.h"
@@ -83,12 +84,9 @@ static int check_url(const char *name, const char *value, bool allow_http, struc
     return 0;
 }
 
-/* Reads a small file; NULL with errno set on failure. */
-static char *read_small_file(const char *path, size_t max, size_t *len)
+/* Reads a small file from fd, which it closes; NULL with errno set on failure. */
+static char *read_small_fd(int fd, size_t max, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
     char *buf = malloc(max + 1);
     size_t n = 0;
     if (!buf) {
@@ -102,6 +100,7 @@ static char *read_small_file(const char *path, size_t max, size_t *len)
             if (errno == EINTR)
                 continue;
             int saved = errno;
+            explicit_bzero(buf, n); /* a cached licence: wiped before freeing */
             free(buf);
             close(fd);
             errno = saved;
@@ -111,6 +110,7 @@ static char *read_small_file(const char *path, size_t max, size_t *len)
             break;
         n += (size_t)r;
         if (n > max) {
+            explicit_bzero(buf, n);
             free(buf);
             close(fd);
             errno = EFBIG;
@@ -121,6 +121,15 @@ static char *read_small_file(const char *path, size_t max, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+/* Reads a small file; NULL with errno set on failure. */
+static char *read_small_file(const char *path, size_t max, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    return read_small_fd(fd, max, len);
 }
 
 static int load_public_keys(struct licence_config *cfg, struct config_error *err)
@@ -330,10 +339,20 @@ static int ensure_dir(const char *path, mode_t mode)
 
 /* ---- EFS cache (worker only: NFS may stall) ----------------------------- */
 
-static bool efs_root_usable(const struct licence_config *cfg)
+/* The cache lives in ROOT/.pi-agent, the agent's own folder (root's, mode
+ * 0700, not a link: fsafe_private_dir). The EFS root is shared with the
+ * dashboard's user: every step goes through descriptors, nothing planted
+ * there is followed, and a folder that is not the agent's own is moved
+ * aside (store) or not read (load). */
+static int cache_root_open(const struct licence_config *cfg)
 {
+    int fd = fsafe_open_dir_trusted(cfg->efs_root, false);
     struct stat st;
-    return stat(cfg->efs_root, &st) == 0 && S_ISDIR(st.st_mode);
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }
 
 /* A temporary of the cache older than this was left by a writer that was
@@ -343,10 +362,10 @@ static bool efs_root_usable(const struct licence_config *cfg)
 /* Removes temporaries that killed writers (of any task) left in the cache
  * folder: each holds a copy of a licence. Only names of our own pattern,
  * only regular files, only old ones. */
-static void cache_remove_stale_temps(const char *dir)
+static void cache_remove_stale_temps(int dirfd, const char *dir)
 {
     static const char prefix[] = "." CACHE_FILE_NAME ".tmp.";
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int dfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (dfd < 0)
         return;
     DIR *d = fdopendir(dfd);
@@ -373,23 +392,36 @@ static void cache_remove_stale_temps(const char *dir)
 
 static void cache_store(const struct licence_config *cfg, const char *token, size_t len)
 {
-    if (!efs_root_usable(cfg)) {
+    int rootfd = cache_root_open(cfg);
+    if (rootfd < 0) {
         log_debug("licence cache skipped: the EFS root is not a directory",
                   LF_STR("efs_root", cfg->efs_root));
         return;
     }
-    char dir[512], error[600];
+    char dir[512], msg[700], moved[400];
     snprintf(dir, sizeof(dir), "%s/%s", cfg->efs_root, CACHE_DIR_NAME);
-    if (ensure_dir(dir, 0700) != 0) {
-        log_warn("cannot create the licence cache directory", LF_STR("path", dir),
-                 LF_STR("error", strerror(errno)));
+    int dfd = fsafe_private_dir(rootfd, CACHE_DIR_NAME, dir, moved, sizeof(moved), msg,
+                                sizeof(msg));
+    close(rootfd);
+    if (dfd < 0) {
+        log_warn("cannot use the licence cache folder", LF_STR("path", dir),
+                 LF_STR("error", msg));
         return;
     }
-    cache_remove_stale_temps(dir);
-    if (write_atomic(dir, CACHE_FILE_NAME, token, len, 0600, NULL, error, sizeof(error)) != 0) {
-        log_warn("cannot cache the licence on EFS", LF_STR("error", error));
+    if (moved[0])
+        log_warn("the licence cache folder was not the agent's own (root's, mode 0700, not a "
+                 "link): moved aside, nothing in it was used",
+                 LF_STR("path", dir), LF_STR("moved_to", moved));
+    cache_remove_stale_temps(dfd, dir);
+    const char *step = NULL;
+    if (fsafe_write_replace(dfd, CACHE_FILE_NAME, token, len, 0600, (uid_t)-1, (gid_t)-1,
+                            &step) != 0) {
+        log_warn("cannot cache the licence on EFS", LF_STR("path", dir),
+                 LF_STR("step", step ? step : "?"), LF_STR("error", strerror(errno)));
+        close(dfd);
         return;
     }
+    close(dfd);
     log_info("licence cached on EFS", LF_STR("path", dir));
 }
 
@@ -397,8 +429,39 @@ static char *cache_load(const struct licence_config *cfg, size_t *len)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s/%s", cfg->efs_root, CACHE_DIR_NAME, CACHE_FILE_NAME);
-    char *data = read_small_file(path, LICENCE_MAX_LEN, len);
-    if (!data && errno != ENOENT)
+    int rootfd = cache_root_open(cfg);
+    if (rootfd < 0)
+        return NULL;
+    int dfd = fsafe_openat(rootfd, CACHE_DIR_NAME, O_RDONLY | O_DIRECTORY, 0);
+    int saved = errno;
+    close(rootfd);
+    struct stat st;
+    if (dfd < 0 || fstat(dfd, &st) != 0 || st.st_uid != geteuid() ||
+        (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        if (dfd >= 0 || saved != ENOENT)
+            log_warn("the cached licence is not read: its folder is not the agent's own (root's, "
+                     "mode 0700, not a link)", LF_STR("path", path));
+        if (dfd >= 0)
+            close(dfd);
+        return NULL;
+    }
+    int fd = openat(dfd, CACHE_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    saved = errno;
+    close(dfd);
+    if (fd < 0) {
+        if (saved != ENOENT)
+            log_warn("cannot read the cached licence", LF_STR("path", path),
+                     LF_STR("error", strerror(saved)));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !fsafe_is_own_single_file(&st, geteuid())) {
+        log_warn("the cached licence is not read: not a file of the agent's with one link",
+                 LF_STR("path", path));
+        close(fd);
+        return NULL;
+    }
+    char *data = read_small_fd(fd, LICENCE_MAX_LEN, len);
+    if (!data)
         log_warn("cannot read the cached licence", LF_STR("path", path),
                  LF_STR("error", strerror(errno)));
     return data;
