@@ -304,17 +304,25 @@ static void symlinks_on_efs_are_not_followed(void **s)
     assert_int_equal(entries, 0);
 }
 
-static void lock_on_a_read_only_place_fails_naming_it(void **s)
+static void a_file_where_the_agent_folder_belongs_is_moved_aside(void **s)
 {
     (void)s;
-    /* The lock folder cannot be created: the error names the path. */
+    /* Not the agent's folder: kept under another name, never used. */
     char p[1024];
     pathf(p, sizeof(p), "%s/.pi-agent", efs);
     write_text(p, "a file where the folder should be");
     struct efs_seed_source src = source();
     struct efs_seed_result r;
-    assert_int_equal(efs_seed_run(efs, &src, 1, NULL, &r), -1);
-    assert_non_null(strstr(r.first_error, ".pi-agent/seed.lock"));
+    assert_int_equal(efs_seed_run(efs, &src, 1, NULL, &r), 0);
+    assert_non_null(strstr(r.moved_aside, ".pi-agent.refused-"));
+    assert_non_null(strstr(r.moved_aside, "a file"));
+    struct stat st;
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    char moved[1100];
+    pathf(moved, sizeof(moved), "%s/%.*s", efs, (int)strcspn(r.moved_aside, " "), r.moved_aside);
+    assert_string_equal(read_text(moved), "a file where the folder should be");
 }
 
 static void ensure_folder_creates_and_refuses(void **s)
@@ -344,7 +352,7 @@ static void ensure_folder_creates_and_refuses(void **s)
 
     pathf(p, sizeof(p), "%s/missing-parent/x", efs);
     assert_int_equal(efs_ensure_folder(p, NULL, msg, sizeof(msg)), -1);
-    assert_non_null(strstr(msg, "cannot create folder"));
+    assert_non_null(strstr(msg, "missing-parent"));
 }
 
 static void write_probe_answers_for_the_run_as_user(void **s)
@@ -502,7 +510,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(leftovers_of_a_killed_seed_are_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(eight_seeders_at_once_seed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(symlinks_on_efs_are_not_followed, setup, teardown),
-        cmocka_unit_test_setup_teardown(lock_on_a_read_only_place_fails_naming_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_file_where_the_agent_folder_belongs_is_moved_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(ensure_folder_creates_and_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(write_probe_answers_for_the_run_as_user, setup, teardown),
         cmocka_unit_test_setup_teardown(link_replace_moves_the_image_folder_aside, setup, teardown),
