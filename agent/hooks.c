@@ -106,6 +106,27 @@ static int list_append(struct hook_list *list, size_t *cap, const char *name)
     return 0;
 }
 
+/* Root (or the agent's own user, when it is not root) may own a hook. */
+static bool owner_trusted(uid_t uid)
+{
+    return uid == 0 || uid == geteuid();
+}
+
+static const char *hooks_unsafe_reason(const struct stat *st)
+{
+    static char buf[96];
+    if (!owner_trusted(st->st_uid))
+        snprintf(buf, sizeof buf, "owned by uid %u", (unsigned)st->st_uid);
+    else if (st->st_mode & S_IWOTH)
+        snprintf(buf, sizeof buf, "writable by others (mode %04o)", (unsigned)(st->st_mode & 07777));
+    else if (st->st_mode & S_IWGRP)
+        snprintf(buf, sizeof buf, "writable by its group (mode %04o)",
+                 (unsigned)(st->st_mode & 07777));
+    else
+        snprintf(buf, sizeof buf, "safe");
+    return buf;
+}
+
 int hooks_list(const char *dir, struct hook_list *out)
 {
     size_t cap = 0;
@@ -115,9 +136,31 @@ int hooks_list(const char *dir, struct hook_list *out)
 
     out->names = NULL;
     out->count = 0;
+    out->refused[0] = '\0';
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return errno == ENOENT ? 0 : -1;
+    /* Root runs what is in there: the folder and the one above it must be
+     * writable by root alone, or anyone who can write them picks root's code. */
+    struct stat dst, pst;
+    int pfd = openat(dfd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *bad = NULL;
+    if (fstat(dfd, &dst) != 0 || (pfd >= 0 && fstat(pfd, &pst) != 0))
+        bad = "cannot be checked";
+    else if (!owner_trusted(dst.st_uid) || (dst.st_mode & (S_IWGRP | S_IWOTH)))
+        bad = hooks_unsafe_reason(&dst);
+    else if (pfd >= 0 && (!owner_trusted(pst.st_uid) || (pst.st_mode & (S_IWGRP | S_IWOTH))))
+        bad = "its parent (PI_AGENT_HOOKS_DIR) is not root's or is writable by group or others";
+    if (pfd >= 0)
+        close(pfd);
+    if (bad) {
+        snprintf(out->refused, sizeof out->refused,
+                 "%s refused: %s (root runs hooks: their folders and files must be root's and "
+                 "writable by root alone)", dir, bad);
+        close(dfd);
+        errno = EPERM;
+        return -1;
+    }
     d = fdopendir(dfd);
     if (d == NULL) {
         saved = errno;
@@ -153,6 +196,12 @@ int hooks_list(const char *dir, struct hook_list *out)
         }
         if ((st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)) == 0) {
             log_debug("hook skipped: not executable", LF_STR("dir", dir), LF_STR("hook", name));
+            continue;
+        }
+        if (!owner_trusted(st.st_uid) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+            log_error("hook refused: root runs hooks, and this one is not root's or can be "
+                      "changed by group or others", LF_STR("dir", dir), LF_STR("hook", name),
+                      LF_STR("found", hooks_unsafe_reason(&st)));
             continue;
         }
         if (list_append(out, &cap, name) != 0)
@@ -627,8 +676,9 @@ int hooks_run_sync(const struct hooks_config *cfg, const char *phase, struct chi
     hooks_abort_async();
     prestart = strcmp(phase, HOOK_PHASE_PRE_START) == 0;
     fatal = prestart && !cfg->warn_only;
+    list.refused[0] = '\0';
     if (phase_dir(cfg, phase, dir, sizeof dir) != 0 || hooks_list(dir, &list) != 0) {
-        const char *why = strerror(errno);
+        const char *why = list.refused[0] ? list.refused : strerror(errno);
         log_emit(fatal ? LOG_ERROR : LOG_WARN, "cannot read the hooks directory",
                  LOG_FIELDS_(LF_STR("phase", phase), LF_STR("dir", dir), LF_STR("error", why)));
         record_failure(state, phase, "(directory)", why);
@@ -871,7 +921,7 @@ int hooks_run_async(struct loop *loop, const struct hooks_config *cfg, const cha
     }
     if (phase_dir(cfg, phase, run->dir, sizeof run->dir) != 0 ||
         hooks_list(run->dir, &run->list) != 0) {
-        const char *why = strerror(errno);
+        const char *why = run->list.refused[0] ? run->list.refused : strerror(errno);
         log_warn("cannot read the hooks directory", LF_STR("phase", phase),
                  LF_STR("dir", run->dir), LF_STR("error", why));
         record_failure(state, phase, "(directory)", why);
