@@ -167,9 +167,16 @@ static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
         s->overflow = true;
         return 0; /* makes curl stop with CURLE_WRITE_ERROR */
     }
-    char *grown = realloc(s->data, s->len + n + 1);
+    /* Not realloc: the old buffer may hold part of a licence, and is wiped
+     * before it is freed. */
+    char *grown = malloc(s->len + n + 1);
     if (!grown)
         return 0;
+    if (s->data) {
+        memcpy(grown, s->data, s->len);
+        explicit_bzero(s->data, s->len);
+        free(s->data);
+    }
     memcpy(grown + s->len, ptr, n);
     s->data = grown;
     s->len += n;
@@ -183,6 +190,9 @@ static int setup_common(CURL *curl, const char *url, const char *ca_file, bool a
                         long connect_timeout_ms, long total_timeout_ms, char *errbuf)
 {
     const char *protocols = allow_http ? "http,https" : "https";
+    /* PI_ALM_ALLOW_HTTP allows a plain http URL the user wrote, never a
+     * downgrade: from an https URL, redirects go to https only. */
+    const char *redirects = fetch_url_is_https(url) == 1 ? "https" : protocols;
     CURLcode rc = CURLE_OK;
 #define SET(opt, val)                                    \
     do {                                                 \
@@ -192,7 +202,8 @@ static int setup_common(CURL *curl, const char *url, const char *ca_file, bool a
     SET(CURLOPT_URL, url);
     SET(CURLOPT_ERRORBUFFER, errbuf);
     SET(CURLOPT_PROTOCOLS_STR, protocols);
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, protocols);
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, redirects);
+    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2); /* TLS 1.2 at least */
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_CAINFO, ca_file ? ca_file : FETCH_DEFAULT_CA_FILE);
@@ -345,6 +356,13 @@ int fetch_url(const struct fetch_request *req, struct fetch_response *res)
         if (sink.overflow) {
             set_error(res->error, sizeof(res->error), "the response is larger than %zu bytes",
                       sink.max);
+        } else if (rc == CURLE_UNSUPPORTED_PROTOCOL && req->follow_redirects &&
+                   fetch_url_is_https(req->url) == 1) {
+            /* https is allowed, so only a redirect can have asked for another
+             * protocol. */
+            set_error(res->error, sizeof(res->error),
+                      "redirect refused: an https URL may only redirect to https (a downgrade to "
+                      "plain http is refused whatever PI_ALM_ALLOW_HTTP says)");
         } else {
             char cause[200];
             describe_failure(curl, rc, errbuf, cause, sizeof(cause));
@@ -359,6 +377,8 @@ int fetch_url(const struct fetch_request *req, struct fetch_response *res)
     sink.data = NULL;
     ret = 0;
 out:
+    if (sink.data)
+        explicit_bzero(sink.data, sink.len);
     free(sink.data);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
@@ -383,6 +403,9 @@ bool fetch_error_is_permanent(int curl_code)
 
 void fetch_response_free(struct fetch_response *res)
 {
+    /* Bodies are licences and ALM answers: wiped before they are freed. */
+    if (res->body)
+        explicit_bzero(res->body, res->len);
     free(res->body);
     res->body = NULL;
     res->len = 0;

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "execprep.h"
@@ -106,6 +108,12 @@ static pid_t spawn(const char *name, worker_fn fn, void *arg, int *read_fd)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* Workers hold secrets (the licence, the ALM's answer, the database
+         * settings in the environment): no core file, and no ptrace or
+         * /proc/PID/mem by another user of the same uid. */
+        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        struct rlimit no_core = { 0, 0 };
+        (void)setrlimit(RLIMIT_CORE, &no_core);
         int code = fn(arg, fds[1]);
         _exit(code);
     }
