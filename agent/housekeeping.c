@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsafe.h"
 #include "log.h"
 #include "loop.h"
 #include "worker.h"
@@ -69,11 +70,17 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
     memset(out, 0, sizeof(*out));
     if (cfg->retention_days == 0)
         return 0;
-    int dfd = open(cfg->log_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Tomcat's user can write there: a symlink it planted on the way (or
+     * as the folder itself) is never followed, only those root made. */
+    int dfd = fsafe_open_dir_trusted(cfg->log_dir, false);
     if (dfd < 0) {
         if (errno == ENOENT)
             return 0;
-        fmt_error(out, "%s: cannot open: %s", cfg->log_dir, strerror(errno));
+        if (errno == ELOOP)
+            fmt_error(out, "%s: a symlink that root did not make is on the way; not followed",
+                      cfg->log_dir);
+        else
+            fmt_error(out, "%s: cannot open: %s", cfg->log_dir, strerror(errno));
         return -1;
     }
     int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
