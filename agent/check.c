@@ -162,6 +162,32 @@ static void check_readonly_root(struct checker *c, const struct efs_config *efs,
              run_dir);
 }
 
+/* Root on shared storage: Tomcat should not run as root, and the EFS root
+ * should not be the run-as user's to write (see docs/storage.md). */
+static void check_run_as(struct checker *c, const struct efs_config *efs,
+                         const struct run_as *run_as, const struct efs_state *st)
+{
+    if (!run_as) {
+        line(c, EFS_WARN, "run-as",
+             "PI_AGENT_RUN_AS is not set: Tomcat runs as root; set it to the dashboard's user "
+             "(e.g. PI_AGENT_RUN_AS=tomcat)");
+        return;
+    }
+    line(c, EFS_OK, "run-as", "Tomcat runs as %s (uid %u)",
+         run_as->user[0] ? run_as->user : "PI_AGENT_RUN_AS", (unsigned)run_as->uid);
+    if (strcmp(st->mode, "managed") != 0)
+        return;
+    const char *dirs[1] = { efs->root };
+    bool writable = false;
+    char msg[512];
+    if (efs_write_probe(dirs, 1, run_as, &writable, msg, sizeof(msg)) == 0 && writable)
+        line(c, EFS_WARN, "root owner",
+             "PI_EFS_ROOT=%s is writable by %s: the dashboard's user can plant links next to "
+             "the agent's files (they are refused, see docs/storage.md); an access point whose "
+             "root directory is owned by root (uid 0, mode 0755) closes the risk",
+             efs->root, run_as->user[0] ? run_as->user : "the run-as user");
+}
+
 int check_run(FILE *out)
 {
     struct checker c = { .out = out };
@@ -191,6 +217,7 @@ int check_run(FILE *out)
             line(&c, EFS_FAIL, "storage", "a start would stop with exit status %d", EXIT_STORAGE);
         else if (strcmp(st.status, "failed") == 0)
             line(&c, EFS_FAIL, "storage", "storage would fail: readiness would fail");
+        check_run_as(&c, &efs, agent.run_as.set ? &agent.run_as : NULL, &st);
         if (plan.nscan > 0)
             check_budget(&c, &efs, &plan, &st);
         check_readonly_root(&c, &efs, licence.run_dir);

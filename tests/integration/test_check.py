@@ -63,14 +63,17 @@ def test_only_warnings_exit_1_and_everything_ok_exits_0(tmp_path, pki):
     rc, lines, _ = check(storage_env(home, root), binds=[root])
     warnings = [l for l in lines if level(l) == "warn"]
     assert warnings and rc == 1
-    # Storage off and no licence: the missing licence is the only warning.
-    rc, lines, _ = check(storage_env(home, root, PI_EFS_MODE="off"))
+    run_as = lines_for(lines, "run-as")[0]
+    assert level(run_as) == "warn" and "PI_AGENT_RUN_AS is not set" in run_as
+    # Storage off, a run-as user and no licence: the missing licence is the only warning.
+    rc, lines, _ = check(storage_env(home, root, PI_EFS_MODE="off", PI_AGENT_RUN_AS="65534:65534"))
     non_ok = [l for l in lines[:-1] if level(l) != "ok"]
     assert non_ok == lines_for(lines, "licence") and rc == 1, lines
     # A valid offline licence removes it: every line ok, exit 0.
     token = pki.vendor.sign(claims())
     rc, lines, _ = check(storage_env(home, root, PI_EFS_MODE="off", PI_LICENCE=token,
-                                     PI_LICENCE_PUBLIC_KEY=pki.public_keys))
+                                     PI_LICENCE_PUBLIC_KEY=pki.public_keys,
+                                     PI_AGENT_RUN_AS="65534:65534"))
     assert [l for l in lines[:-1] if level(l) != "ok"] == [] and rc == 0, lines
 
 
