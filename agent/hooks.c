@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "childenv.h"
+#include "fsafe.h"
 #include "log.h"
 #include "loop.h"
 #include "reap.h"
@@ -137,15 +138,28 @@ int hooks_list(const char *dir, struct hook_list *out)
     out->names = NULL;
     out->count = 0;
     out->refused[0] = '\0';
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return errno == ENOENT ? 0 : -1;
-    /* Root runs what is in there: the folder and the one above it must be
-     * writable by root alone, or anyone who can write them picks root's code. */
-    struct stat dst, pst;
-    int pfd = openat(dfd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Root runs what is in there: the folder and the one above it
+     * (PI_AGENT_HOOKS_DIR) must be writable by root alone, and no symlink on
+     * the way may be one that someone else could have made. */
     const char *bad = NULL;
-    if (fstat(dfd, &dst) != 0 || (pfd >= 0 && fstat(pfd, &pst) != 0))
+    char parent[1100];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash != NULL)
+        *(slash == parent ? slash + 1 : slash) = '\0';
+    dfd = fsafe_open_dir_trusted(dir, false);
+    if (dfd < 0 && errno == ENOENT)
+        return 0;
+    struct stat dst, pst;
+    int pfd = slash != NULL ? fsafe_open_dir_trusted(parent, false) : -1;
+    if (dfd < 0 && errno != ELOOP) {
+        if (pfd >= 0)
+            close(pfd);
+        return -1;
+    }
+    if (dfd < 0)
+        bad = "a symlink that root did not make is on the way";
+    else if (fstat(dfd, &dst) != 0 || (pfd >= 0 && fstat(pfd, &pst) != 0))
         bad = "cannot be checked";
     else if (!owner_trusted(dst.st_uid) || (dst.st_mode & (S_IWGRP | S_IWOTH)))
         bad = hooks_unsafe_reason(&dst);
@@ -157,7 +171,8 @@ int hooks_list(const char *dir, struct hook_list *out)
         snprintf(out->refused, sizeof out->refused,
                  "%s refused: %s (root runs hooks: their folders and files must be root's and "
                  "writable by root alone)", dir, bad);
-        close(dfd);
+        if (dfd >= 0)
+            close(dfd);
         errno = EPERM;
         return -1;
     }
