@@ -423,6 +423,11 @@ static void prepare_managed(struct prep *p, const struct efs_config *cfg,
     } else if (nsrc > 0) {
         struct efs_seed_result res;
         int rc = efs_seed_run(cfg->root, src, nsrc, run_as, &res);
+        if (res.odd)
+            say(p, EFS_WARN, "seed",
+                "%llu entr%s on EFS left as they were and not followed (a symlink, a file with "
+                "several links, or not a folder where the image has one): first %s",
+                (unsigned long long)res.odd, res.odd == 1 ? "y" : "ies", res.first_odd);
         if (res.moved_aside[0])
             say(p, EFS_WARN, "agent folder", "%s/%s: moved aside, not used: %s", cfg->root,
                 EFS_AGENT_DIR, res.moved_aside);

@@ -323,6 +323,22 @@ static void remove_leftovers(struct seed_ctx *c, int dfd)
     closedir(d);
 }
 
+/* An entry on EFS where the image has content, that the seed leaves as it is
+ * and never follows: a symlink, a file with several links, or anything but a
+ * folder where the image has a folder. Counted, the first one named. */
+static void note_odd(struct seed_ctx *c, const char *name, const struct stat *dst, bool want_dir)
+{
+    c->res->odd++;
+    if (c->res->first_odd[0])
+        return;
+    const char *what = S_ISLNK(dst->st_mode)  ? "a symlink"
+                       : S_ISDIR(dst->st_mode) ? "a folder"
+                       : dst->st_nlink > 1     ? "a file with several links"
+                                               : "a file";
+    snprintf(c->res->first_odd, sizeof(c->res->first_odd), "%s/%s: %s where the image has a %s",
+             c->path, name, what, want_dir ? "folder" : "file");
+}
+
 static void seed_dir(struct seed_ctx *c, int sfd, int dfd, size_t path_len, int depth)
 {
     remove_leftovers(c, dfd);
@@ -352,6 +368,9 @@ static void seed_dir(struct seed_ctx *c, int sfd, int dfd, size_t path_len, int 
             seed_error(c, name, "cannot check", errno);
             continue;
         }
+        if (exists && (S_ISLNK(dst.st_mode) || (!S_ISDIR(dst.st_mode) && dst.st_nlink > 1) ||
+                       (S_ISDIR(st.st_mode) && !S_ISDIR(dst.st_mode))))
+            note_odd(c, name, &dst, S_ISDIR(st.st_mode));
         if (S_ISDIR(st.st_mode)) {
             if (exists && !S_ISDIR(dst.st_mode)) {
                 c->res->kept++; /* something else by that name: never replaced */

@@ -46,6 +46,8 @@ struct efs_seed_result {
     uint64_t errors;
     char first_error[512];   /* "path: reason" */
     double lock_wait_s;
+    uint64_t odd;            /* symlinks or multiply-linked files where the image has content */
+    char first_odd[512];     /* "path: what" of the first one */
     char moved_aside[320];   /* what stood at .pi-agent (or its lock) and was moved aside */
 };
 
