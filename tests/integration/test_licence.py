@@ -835,8 +835,13 @@ def test_unusable_run_dir_and_cache_do_not_stop_the_start(tmp_path, pki, alm_stu
     logs = agent.logs()
     err = [r for r in logs if r.get("msg") == "cannot create the licence hand-over directory"]
     assert err and err[0]["variable"] == "PI_AGENT_RUN_DIR" and err[0]["level"] == "error"
-    assert any(r.get("msg") == "cannot create the licence cache directory" and r["level"] == "warn"
-               for r in logs)
+    # Not the agent's own folder: moved aside (kept, never used), a fresh one made.
+    moved = [r for r in logs if r.get("msg", "").startswith("the licence cache folder was not the "
+                                                              "agent's own") and r["level"] == "warn"]
+    assert moved and moved[0]["path"] == f"{efs}/.pi-agent", logs
+    aside = list(efs.glob(".pi-agent.refused-*"))
+    assert len(aside) == 1 and aside[0].read_text() == "a file where the cache directory belongs"
+    assert (efs / ".pi-agent").is_dir() and (efs / ".pi-agent").stat().st_mode & 0o777 == 0o700
     assert_no_secrets(pki, agent.stdout, agent.stderr, extra=[token])
 
 
