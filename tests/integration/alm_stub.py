@@ -166,8 +166,9 @@ HANG = object()  # a response that never comes
 
 
 class Response:
-    def __init__(self, status=200, body=b"", content_type="application/json"):
+    def __init__(self, status=200, body=b"", content_type="application/json", headers=None):
         self.status = status
+        self.headers = headers or {}
         self.body = body if isinstance(body, bytes) else body.encode()
         self.content_type = content_type
 
@@ -196,6 +197,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.body)))
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(resp.body)
 
