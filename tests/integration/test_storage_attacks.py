@@ -507,6 +507,7 @@ def test_race_swapping_a_folder_for_a_link(world, rel, prepare, hard):
 
 # ---- TLS: the minimum version and no downgrade by redirect --------------------------
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TLS 1.0/1.1 on purpose
 def test_tls_below_1_2_is_refused(pki, alm_stub, tmp_path):  # noqa: F811
     token = pki.vendor.sign(claims())
     stub = alm_stub().respond(licence_response(token))
