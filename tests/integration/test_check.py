@@ -173,3 +173,25 @@ def test_secret_licence_never_printed(tmp_path):
         licence = [l for l in p.stdout.splitlines() if l.split()[1:2] == ["licence"]]
         assert licence and level(licence[0]) == "warn", p.stdout
         assert p.returncode == 1
+
+
+def test_root_writable_by_the_run_as_user_warns():
+    """An access point that gives the EFS root to Tomcat's user: check says
+    so, and what closes the risk; a root-owned root gives no such line."""
+    shared = Path(tempfile.mkdtemp(prefix="pi-check-", dir="/tmp"))
+    try:
+        os.chmod(shared, 0o755)
+        home, root = fresh(shared)
+        env = storage_env(home, root, PI_AGENT_RUN_AS="65534:65534")
+        rc, lines, _ = check(env, binds=[root])
+        assert not lines_for(lines, "root owner"), lines  # root's 0755
+        assert level(lines_for(lines, "run-as")[0]) == "ok"
+        os.chown(root, 65534, 65534)
+        rc, lines, _ = check(env, binds=[root])
+        owner = lines_for(lines, "root owner")
+        assert owner and level(owner[0]) == "warn", lines
+        assert f"PI_EFS_ROOT={root} is writable by" in owner[0] and "access point" in owner[0]
+        assert rc == 1
+        assert list(root.iterdir()) == []  # the probe as that user cleaned up
+    finally:
+        shutil.rmtree(shared)

@@ -16,6 +16,7 @@ names the path."""
 import hashlib
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from alm_stub import AlmStub, Response, alm_stub, claims, licence_response, pki  # noqa: F401
-from conftest import AGENT
+from alm_stub import HANG, Response, alm_stub, claims, licence_response, pki  # noqa: F401
+from conftest import AGENT, descendants
 from efs_helpers import FOLDERS, Run, storage_env, wrapped
 
 ATTACKER = 65534  # the dashboard's user (PI_AGENT_RUN_AS)
@@ -228,6 +229,28 @@ def test_seed_lock_planted_is_moved_aside(world, kind):
     assert moved and ".pi-agent/seed.lock.refused-" in moved[0]["msg"], r.lines
     assert r.find("storage ready"), r.lines
     assert (view.stat().st_mode & 0o777) == 0o700  # tightened
+    assert_victim_unchanged(world, before)
+
+
+def test_agent_folder_that_cannot_be_moved_aside_fails_storage(world):
+    """A folder of the attacker's that is a mount point cannot be renamed:
+    storage fails with one line naming the path and what was found; Tomcat
+    still starts (auto mode) and nothing in it is used."""
+    _, view = world.p("efs/.pi-agent")
+    view.mkdir()
+    os.chown(view, ATTACKER, ATTACKER)
+    before = world.victim_snapshot()
+    root, _ = world.p("efs")
+    agent_dir, _ = world.p("efs/.pi-agent")
+    r = NsRun(world, ["--", "true"], env_for(world), binds=[root, agent_dir])
+    assert finish(r) == 0, r.lines
+    assert child_started(r)
+    failed = [x for x in r.records() if x.get("check") == "agent folder" and x["level"] == "error"]
+    assert failed, r.lines
+    assert f"{agent_dir} is a folder owned by uid {ATTACKER}" in failed[0]["msg"]
+    assert "cannot be moved aside" in failed[0]["msg"]
+    assert r.find("storage failed"), r.lines
+    assert list(view.iterdir()) == []  # no lock, no marker written in it
     assert_victim_unchanged(world, before)
 
 
@@ -538,6 +561,34 @@ def test_https_redirect_to_plain_http_is_refused_even_with_allow_http(pki, alm_s
     env["PI_LICENCE_URL"] = plain.url()
     rc, out = _licence_cmd(env)
     assert rc == 0 and '"valid"' in out, out
+
+
+def test_workers_holding_secrets_write_no_core(pki, alm_stub, tmp_path):  # noqa: F811
+    """The licence worker, caught while it waits for an ALM that never
+    answers, runs with RLIMIT_CORE 0 (and PR_SET_DUMPABLE 0, set with it)."""
+    stub = alm_stub().respond(HANG)
+    env = _licence_env(tmp_path, pki, PI_LICENCE=CUSTOMER_KEY, PI_ALM_URL=stub.url(),
+                       PI_ALM_TIMEOUT_SECONDS="5")
+    p = subprocess.Popen([str(AGENT), "--", "true"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        worker = None
+        while worker is None and time.monotonic() < deadline:
+            for pid in descendants(p.pid):
+                try:
+                    if os.readlink(f"/proc/{pid}/exe") == str(AGENT.resolve()):
+                        worker = pid
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        assert worker, "no worker seen"
+        limits = Path(f"/proc/{worker}/limits").read_text()
+        core = [l for l in limits.splitlines() if l.startswith("Max core file size")][0]
+        assert core.split()[4:6] == ["0", "0"], core
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
 
 
 def _licence_env(tmp_path, pki, **overrides):  # noqa: F811
