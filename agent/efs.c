@@ -260,7 +260,7 @@ static void check_agent_dir(struct prep *p, const struct efs_config *cfg, bool d
     if (dry_run) {
         struct stat st;
         if (fstatat(rootfd, EFS_AGENT_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            !(S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+            !(S_ISDIR(st.st_mode) && fsafe_owner_ok(rootfd, st.st_uid) &&
               (st.st_mode & (S_IWGRP | S_IWOTH)) == 0)) {
             char what[320];
             fsafe_describe(rootfd, EFS_AGENT_DIR, what, sizeof(what));
@@ -279,6 +279,8 @@ static void check_agent_dir(struct prep *p, const struct efs_config *cfg, bool d
         return;
     }
     close(fd);
+    if (msg[0])
+        say(p, EFS_WARN, "agent folder", "%s", msg);
     if (moved[0])
         say(p, EFS_WARN, "agent folder",
             "%s was not the agent's own folder (root's, mode 0700, not a link): moved aside to "

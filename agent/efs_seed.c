@@ -478,7 +478,8 @@ static int open_lock(int agentfd, char *moved, size_t moved_cap)
         int fd = openat(agentfd, "seed.lock",
                         O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
         struct stat st;
-        if (fd >= 0 && fstat(fd, &st) == 0 && fsafe_is_own_single_file(&st, geteuid()))
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+            fsafe_owner_ok(agentfd, st.st_uid))
             return fd;
         if (fd >= 0)
             close(fd);

@@ -413,17 +413,38 @@ void fsafe_describe(int dirfd, const char *name, char *out, size_t cap)
     }
 }
 
-bool fsafe_is_own_single_file(const struct stat *st, uid_t uid)
+uid_t fsafe_new_owner(int dirfd)
 {
-    return S_ISREG(st->st_mode) && st->st_nlink == 1 && st->st_uid == uid;
+    char name[64];
+    int fd = fsafe_tmpfile(dirfd, ".pi-agent-owner.", 0600, name, sizeof(name));
+    if (fd < 0)
+        return geteuid();
+    struct stat st;
+    uid_t uid = fstat(fd, &st) == 0 ? st.st_uid : geteuid();
+    close(fd);
+    (void)unlinkat(dirfd, name, 0);
+    return uid;
 }
 
-/* Is the directory open on fd the agent's own, writable by nobody else? */
-static bool private_ok(int fd)
+bool fsafe_owner_ok(int dirfd, uid_t uid)
+{
+    return uid == geteuid() || uid == fsafe_new_owner(dirfd);
+}
+
+/* Is the directory open on fd the agent's own, writable by nobody else?
+ * Owned by the agent's uid, or by the uid the file system gives the agent's
+ * new entries (parentfd: where to ask). */
+static bool private_ok(int parentfd, int fd, bool *mapped)
 {
     struct stat st;
-    return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
-           (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+    if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        return false;
+    if (st.st_uid == geteuid())
+        return true;
+    if (st.st_uid != fsafe_new_owner(parentfd))
+        return false;
+    *mapped = true;
+    return true;
 }
 
 int fsafe_private_dir(int dirfd, const char *name, const char *display, char *moved,
@@ -431,10 +452,12 @@ int fsafe_private_dir(int dirfd, const char *name, const char *display, char *mo
 {
     if (moved && moved_cap)
         moved[0] = '\0';
+    if (cap)
+        msg[0] = '\0';
     for (int attempt = 0; attempt < 3; attempt++) {
-        bool created = false;
+        bool created = false, mapped = false;
         int fd = fsafe_mkdir_open(dirfd, name, 0700, &created);
-        if (fd >= 0 && private_ok(fd)) {
+        if (fd >= 0 && private_ok(dirfd, fd, &mapped)) {
             /* An earlier version made it 0755: nobody else could write it, so
              * tightening it is safe. */
             struct stat st;
@@ -443,6 +466,12 @@ int fsafe_private_dir(int dirfd, const char *name, const char *display, char *mo
                 close(fd);
                 return -1;
             }
+            if (mapped)
+                snprintf(msg, cap, "%s belongs to uid %u, not root: the file system gives the "
+                         "agent's new files to that uid (an EFS access point's POSIX user, or "
+                         "root squashing), so anyone with that uid can change it; an access "
+                         "point without a POSIX user (or with uid 0) keeps it root's", display,
+                         (unsigned)st.st_uid);
             return fd;
         }
         int saved = errno;

@@ -65,24 +65,30 @@ int fsafe_chown_symlink(int dirfd, const char *name, uid_t uid, gid_t gid);
  * touches its target. The new name goes to moved (may be NULL). */
 int fsafe_move_aside(int dirfd, const char *name, const char *label, char *moved, size_t cap);
 
+/* The uid the file system gives the agent's new files in dirfd: the agent's
+ * own, unless identities are mapped (an EFS access point's POSIX user, root
+ * squashing). Found by creating (and removing) a random temporary. */
+uid_t fsafe_new_owner(int dirfd);
+/* Is uid the agent's (its own, or the one its new files in dirfd get)? */
+bool fsafe_owner_ok(int dirfd, uid_t uid);
+
 /* A private directory of the agent's: owned by the agent's uid, mode 0700,
  * not a link. fsafe_private_dir opens dirfd/name as one: created when
  * missing; an honest earlier version of it (the agent's own, writable by
  * nobody else) is tightened to 0700; anything else (a symlink, a file, a
  * folder another user owns or can write) is moved aside as
  * name.refused-RANDOM and a fresh one created. *moved (may be NULL) gets the
- * name it was moved to, "" when nothing was. Returns the fd, or -1 with msg
- * naming what was found and why it could not be used. */
+ * name it was moved to, "" when nothing was. Where the file system gives
+ * the agent's new files to another uid (identities mapped), a folder of that
+ * uid is accepted, and msg then holds a warning to log. Returns the fd (msg ""
+ * or that warning), or -1 with msg naming what was found and why it could not
+ * be used. */
 int fsafe_private_dir(int dirfd, const char *name, const char *display, char *moved,
                       size_t moved_cap, char *msg, size_t cap);
 
 /* What a directory entry is, in words, for messages: "a symlink to /etc",
  * "a file", "a folder owned by uid 1000", "a folder writable by others". */
 void fsafe_describe(int dirfd, const char *name, char *out, size_t cap);
-
-/* Is this a file the agent may write or hand over in place: a regular file
- * with one link, owned by uid? */
-bool fsafe_is_own_single_file(const struct stat *st, uid_t uid);
 
 #ifdef PI_UNIT_TEST
 /* Lets the unit tests take the component-by-component walk. */

@@ -408,6 +408,9 @@ static void cache_store(const struct licence_config *cfg, const char *token, siz
                  LF_STR("error", msg));
         return;
     }
+    if (msg[0])
+        log_warn("the licence cache folder is not root's", LF_STR("path", dir),
+                 LF_STR("why", msg));
     if (moved[0])
         log_warn("the licence cache folder was not the agent's own (root's, mode 0700, not a "
                  "link): moved aside, nothing in it was used",
@@ -436,7 +439,7 @@ static char *cache_load(const struct licence_config *cfg, size_t *len)
     int saved = errno;
     close(rootfd);
     struct stat st;
-    if (dfd < 0 || fstat(dfd, &st) != 0 || st.st_uid != geteuid() ||
+    if (dfd < 0 || fstat(dfd, &st) != 0 || !fsafe_owner_ok(dfd, st.st_uid) ||
         (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
         if (dfd >= 0 || saved != ENOENT)
             log_warn("the cached licence is not read: its folder is not the agent's own (root's, "
@@ -445,6 +448,7 @@ static char *cache_load(const struct licence_config *cfg, size_t *len)
             close(dfd);
         return NULL;
     }
+    uid_t dir_uid = st.st_uid; /* the agent's, or the uid its files get (checked above) */
     int fd = openat(dfd, CACHE_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     saved = errno;
     close(dfd);
@@ -454,7 +458,8 @@ static char *cache_load(const struct licence_config *cfg, size_t *len)
                      LF_STR("error", strerror(saved)));
         return NULL;
     }
-    if (fstat(fd, &st) != 0 || !fsafe_is_own_single_file(&st, geteuid())) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+        !(st.st_uid == geteuid() || st.st_uid == dir_uid)) {
         log_warn("the cached licence is not read: not a file of the agent's with one link",
                  LF_STR("path", path));
         close(fd);
