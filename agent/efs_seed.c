@@ -301,7 +301,7 @@ static void copy_symlink(struct seed_ctx *c, int sfd, int dfd, const char *name)
 
 /* Removes what an interrupted seed left in this destination directory. Only
  * names with our prefix: nobody else writes them, and we hold the lock. */
-static void remove_leftovers(struct seed_ctx *c, int dfd)
+static void remove_leftovers_with(struct seed_ctx *c, int dfd, const char *prefix)
 {
     int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0)
@@ -311,9 +311,10 @@ static void remove_leftovers(struct seed_ctx *c, int dfd)
         close(fd);
         return;
     }
+    rewinddir(d); /* the duplicate shares dfd's offset, which a previous pass moved */
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, EFS_TMP_PREFIX, sizeof(EFS_TMP_PREFIX) - 1) != 0)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
             continue;
         struct stat st;
         if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
@@ -321,6 +322,11 @@ static void remove_leftovers(struct seed_ctx *c, int dfd)
             c->res->temps_removed++;
     }
     closedir(d);
+}
+
+static void remove_leftovers(struct seed_ctx *c, int dfd)
+{
+    remove_leftovers_with(c, dfd, EFS_TMP_PREFIX);
 }
 
 /* An entry on EFS where the image has content, that the seed leaves as it is
@@ -563,6 +569,7 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
     { /* a marker temporary left by a kill */
         struct seed_ctx lc = { .res = res };
         remove_leftovers(&lc, agentfd);
+        remove_leftovers_with(&lc, agentfd, ".seed.done.tmp."); /* fsafe_write_replace's */
     }
     if (marker_matches(agentfd, res->version)) {
         res->skipped = true;

@@ -220,11 +220,15 @@ static void leftovers_of_a_killed_seed_are_removed(void **s)
     pathf(p, sizeof(p), "%s/.pi-agent/.pi-agent-tmp.marker.999", efs);
     write_text(p, "seed-vers");
     assert_int_equal(count_temps(efs), 3);
+    /* and the marker's own random temporary */
+    pathf(p, sizeof(p), "%s/.pi-agent/.seed.done.tmp.0123456789abcdef", efs);
+    write_text(p, "seed-vers");
 
     struct efs_seed_source src = source();
     struct efs_seed_result r;
     assert_int_equal(efs_seed_run(efs, &src, 1, NULL, &r), 0);
-    assert_int_equal(r.temps_removed, 3);
+    assert_int_equal(r.temps_removed, 4);
+    assert_int_equal(access(p, F_OK), -1);
     assert_int_equal(r.copied, 3);
     assert_int_equal(count_temps(efs), 0);
     pathf(p, sizeof(p), "%s/default.css", dst);
