@@ -262,9 +262,8 @@ static int write_replace(const char *dir, const char *name, const void *data, si
 {
     char path[512], tmp[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    /* The cache directory on EFS is shared by every task, whose workers can
-     * have the same pid: a random part and O_EXCL keep one writer from
-     * truncating another's temporary (or a file linked there). */
+    /* A random part and O_EXCL: an earlier run's leftover (or a file linked
+     * there) is never truncated. (The EFS cache goes through fsafe.) */
     int fd = -1;
     for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
         uint64_t rnd = 0;
@@ -309,12 +308,6 @@ static int write_replace(const char *dir, const char *name, const void *data, si
         close(dfd);
     }
     return 0;
-}
-
-static int write_atomic(const char *dir, const char *name, const void *data, size_t len,
-                        mode_t mode, const struct run_as *owner, char *error, size_t cap)
-{
-    return write_replace(dir, name, data, len, mode, owner, true, error, cap);
 }
 
 /* The hand-over in the run directory describes this run only and is written
