@@ -83,8 +83,10 @@ class Run:
     """pi-agent running in its own session; its log lines (stderr) are
     collected as they come, the child's stdout apart."""
 
-    def __init__(self, args, env, binds=(), ro_binds=(), pid1=True, overlays=()):
-        self.proc = subprocess.Popen(wrapped(args, binds, ro_binds, pid1, overlays), env=env,
+    def __init__(self, args, env, binds=(), ro_binds=(), pid1=True, overlays=(), prefix=()):
+        """prefix: argv put in front (e.g. nsenter into another mount namespace)."""
+        self.proc = subprocess.Popen(list(prefix) + wrapped(args, binds, ro_binds, pid1, overlays),
+                                     env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         self.lines = []   # the agent's log lines

@@ -62,13 +62,8 @@ class NsRun(Run):
     """Run, inside the holder's mount namespace."""
 
     def __init__(self, shared, args, env, binds=()):
-        cmd = ["nsenter", "-t", str(shared.holder.pid), "-m", "--"] + wrapped(args, binds)
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
-        self.lines = []
-        self.err = b""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(args, env, binds=binds,
+                         prefix=["nsenter", "-t", str(shared.holder.pid), "-m", "--"])
 
 
 def write(path: Path, text: str, mode=0o644, uid=0, mtime=None):
