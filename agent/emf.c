@@ -60,6 +60,9 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
           strcmp(st->database.status, "ok") == 0 ? 1 : 0, 0 },
         { "DatabaseConnectSeconds", "Seconds", st->database.configured && st->database.measured,
           false, 0, st->database.last_latency_s },
+        { "TomcatConnections", "Count", st->traffic.sampled, true, st->traffic.connections, 0 },
+        { "TomcatReceivedBytesPerSecond", "Bytes/Second", st->traffic.has_rate, false, 0,
+          st->traffic.received_bytes_per_s },
     };
     const size_t nm = sizeof m / sizeof m[0];
 

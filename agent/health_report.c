@@ -427,6 +427,18 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
     prom_u64(&b, "pi_agent_probe_failures_total", "counter", "Tomcat probes that failed.",
              st->probe.failures);
 
+    prom_double(&b, "pi_tomcat_probe_seconds", "gauge", "Duration of the last Tomcat probe.",
+                st->probe.last_latency_s);
+    if (st->traffic.sampled) {
+        prom_u64(&b, "pi_tomcat_connections", "gauge",
+                 "Established connections to Tomcat's port (the agent's probe left out).",
+                 st->traffic.connections);
+        if (st->traffic.has_bytes)
+            prom_u64(&b, "pi_tomcat_received_bytes_total", "counter",
+                     "Bytes Tomcat received on its connections (the agent's probe left out).",
+                     st->traffic.received_bytes);
+    }
+
     prom_state_set(&b, "pi_agent_licence_state", "status", "Licence status (1 = current).",
                    licence_words, v->checks[CHECK_LICENCE].status);
     /* Seconds, the base unit Prometheus names use (this replaces the former

@@ -30,6 +30,7 @@
 #include "reap.h"
 #include "state.h"
 #include "supervise.h"
+#include "traffic.h"
 
 #ifndef PI_AGENT_VERSION
 #define PI_AGENT_VERSION "0.0.0"
@@ -53,6 +54,7 @@ struct settings {
     struct health_config health;
     struct hooks_config hooks;
     struct dbcheck_config db;
+    struct traffic_config traffic;
     struct efs_config efs;
 };
 
@@ -63,10 +65,12 @@ struct agent {
     struct loop *loop;
     struct supervisor *sv;
     struct health_server *health;
+    struct traffic *traffic;
     int sigfd;
     bool stop_started;
     uint64_t stop_started_ms;  /* monotonic */
     long drain_timer;
+    uint64_t drain_ended_ms;   /* monotonic */
     int exit_status;
 };
 
@@ -125,7 +129,8 @@ static int load_config(struct settings *cfg, char **argv_command)
 
     if (load_logging(&err) != 0 || agent_config_load(&cfg->agent, argv_command, &err) != 0 ||
         licence_config_load(&cfg->licence, &err) != 0 || efs_config_load(&cfg->efs, &err) != 0 ||
-        health_config_load(&cfg->health, &err) != 0 || hooks_config_load(&cfg->hooks, &err) != 0) {
+        health_config_load(&cfg->health, &err) != 0 || hooks_config_load(&cfg->hooks, &err) != 0 ||
+        traffic_config_load(&cfg->traffic, &cfg->health, &err) != 0) {
         fprintf(stderr, "pi-agent: configuration error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
@@ -160,25 +165,52 @@ static void after_pre_stop_hooks(void *ctx)
     struct agent *a = ctx;
     /* The hooks' time comes out of the grace: the whole stop never takes
      * longer than drain + grace, whatever the hooks do. */
-    uint64_t drain_end = a->stop_started_ms + (uint64_t)a->cfg.health.drain_s * 1000u;
+    uint64_t drain_end = a->drain_ended_ms;
     uint64_t used = loop_now_ms() > drain_end ? loop_now_ms() - drain_end : 0;
     uint64_t left = stop_grace_ms(a) > used ? stop_grace_ms(a) - used : 1;
     supervise_stop(a->sv, (unsigned)left);
 }
 
-static void after_drain(struct loop *loop, void *ctx)
+/* why: "quiet" (Tomcat received nothing for PI_AGENT_DRAIN_QUIET_SECONDS),
+ * "maximum" (PI_AGENT_DRAIN_SECONDS reached) or "none" (no drain). */
+static void end_drain(struct agent *a, const char *why)
 {
-    struct agent *a = ctx;
-    a->drain_timer = 0;
+    struct loop *loop = a->loop;
+    char last[40];
+    a->drain_ended_ms = loop_now_ms();
     if (!supervise_child_running(a->sv)) {
         supervise_stop(a->sv, 0);
         return;
     }
-    log_info("drain over: running pre-stop hooks, then stopping the child");
+    traffic_describe_last(&a->state.traffic, last, sizeof last);
+    log_info("drain over: running pre-stop hooks, then stopping the child", LF_STR("reason", why),
+             LF_INT("drain_ms", a->drain_ended_ms - a->stop_started_ms),
+             LF_STR("last_traffic", last), LF_INT("quiet_s", a->cfg.traffic.drain_quiet_s),
+             LF_INT("max_s", a->cfg.health.drain_s));
     /* Pre-stop hooks may use at most half the grace; Tomcat keeps the rest. */
     if (hooks_run_async(loop, &a->cfg.hooks, "pre-stop", a->env.vars, stop_grace_ms(a) / 2,
                         &a->state, after_pre_stop_hooks, a) != 0)
         after_pre_stop_hooks(a);
+}
+
+static void after_drain(struct loop *loop, void *ctx)
+{
+    struct agent *a = ctx;
+    (void)loop;
+    a->drain_timer = 0;
+    end_drain(a, a->cfg.health.drain_s > 0 && supervise_child_running(a->sv) ? "maximum" : "none");
+}
+
+/* The traffic count saw Tomcat quiet for long enough: the load balancer
+ * stopped sending, so waiting longer only delays the stop. */
+static void on_drain_quiet(void *ctx)
+{
+    struct agent *a = ctx;
+    if (a->drain_timer <= 0)
+        return; /* the drain is already over */
+    loop_timer_cancel(a->loop, a->drain_timer);
+    a->drain_timer = 0;
+    end_drain(a, "quiet");
 }
 
 static void begin_stop(struct agent *a, int sig)
@@ -197,8 +229,13 @@ static void begin_stop(struct agent *a, int sig)
     log_info("stop requested", LF_INT("signal", sig), LF_INT("drain_s", drain_s),
              LF_INT("grace_s", a->cfg.agent.stop_grace_s));
     a->drain_timer = loop_timer_add(a->loop, (uint64_t)drain_s * 1000u, 0, after_drain, a);
-    if (a->drain_timer < 0)
+    if (a->drain_timer < 0) {
         after_drain(a->loop, a);
+        return;
+    }
+    if (drain_s > 0 && traffic_drain_begin(a->traffic, a->stop_started_ms, on_drain_quiet, a))
+        log_info("the drain ends once Tomcat is quiet", LF_INT("quiet_s", a->cfg.traffic.drain_quiet_s),
+                 LF_INT("max_s", drain_s), LF_STR("source", a->state.traffic.source));
 }
 
 static void post_ready_done(void *ctx)
@@ -289,7 +326,8 @@ static int attach_services(struct agent *a)
     a->health = health_server_start(a->loop, &a->cfg.health, &a->state, on_first_ready, a);
     if (a->health == NULL)
         return EXIT_CONFIG; /* the bind error was logged, naming the variables */
-    if (probe_start(a->loop, &a->cfg.health, &a->state) != 0 ||
+    a->traffic = traffic_start(a->loop, &a->cfg.traffic, &a->state);
+    if (a->traffic == NULL || probe_start(a->loop, &a->cfg.health, &a->state) != 0 ||
         emf_attach(a->loop, &a->cfg.health, &a->state) != 0 ||
         efs_attach(a->loop, &a->cfg.efs, &a->state) != 0 ||
         dbcheck_start(a->loop, &a->cfg.db, a->cfg.health.probe_interval_s, &a->state) != 0 ||
@@ -381,6 +419,8 @@ static int run(struct agent *a)
     }
     health_server_free(a->health);
     a->health = NULL;
+    traffic_free(a->traffic);
+    a->traffic = NULL;
     stop_phases(a);
     /* The child's clean-up spared the agent's own workers (a budget scan, a
      * licence refresh): they end with the agent. */

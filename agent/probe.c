@@ -299,6 +299,36 @@ static void on_probe_event(struct loop *loop, int fd, uint32_t events, void *ctx
     }
 }
 
+/* The traffic count leaves the probe's connections out: it knows them on
+ * Tomcat's side by their remote end, which is this socket's local end (bound
+ * by connect). A few are kept, as a probe's connection can outlive it by the
+ * moment Tomcat takes to see the close. */
+static void remember_own_end(struct agent_state *state, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    struct probe_state *ps = &state->probe;
+    struct probe_peer *peer = &ps->recent[ps->recent_next % PROBE_RECENT_PEERS];
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    memset(peer, 0, sizeof *peer);
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+        peer->addr[10] = 0xff;
+        peer->addr[11] = 0xff;
+        memcpy(peer->addr + 12, &s4->sin_addr, 4);
+        peer->port = ntohs(s4->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+        memcpy(peer->addr, &s6->sin6_addr, 16);
+        peer->port = ntohs(s6->sin6_port);
+    } else {
+        return;
+    }
+    ps->recent_next = (ps->recent_next + 1) % PROBE_RECENT_PEERS;
+}
+
 static void on_probe_tick(struct loop *loop, void *ctx)
 {
     struct probe *pr = ctx;
@@ -321,6 +351,7 @@ static void on_probe_tick(struct loop *loop, void *ctx)
         probe_fail_errno(pr, "connect", errno);
         return;
     }
+    remember_own_end(pr->state, fd);
     if (loop_add_fd(loop, fd, EPOLLOUT, on_probe_event, pr) != 0) {
         int saved = errno;
         close(fd);

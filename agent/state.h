@@ -58,12 +58,38 @@ struct efs_state {
     uint64_t since_ms;
 };
 
+/* The probe's own end of a connection to Tomcat, as the traffic count sees
+ * it from Tomcat's side: address as IPv6 (IPv4-mapped for IPv4) and port. */
+#define PROBE_RECENT_PEERS 4
+struct probe_peer {
+    uint8_t addr[16];
+    uint16_t port;                 /* 0 when unused */
+};
+
 struct probe_state {
     char status[16];               /* starting, ok, failing */
     char reason[STATE_REASON_MAX];
     double last_latency_s;
     uint64_t passes, failures;
     uint64_t since_ms;
+    struct probe_peer recent[PROBE_RECENT_PEERS]; /* the last probes' ends */
+    unsigned recent_next;
+};
+
+/* Tomcat's traffic, from the kernel's socket table (traffic.h). */
+struct traffic_state {
+    char source[16];               /* netlink, proc, off */
+    bool sampled;                  /* at least one sample finished */
+    bool failing;                  /* the last sample failed */
+    uint64_t connections;          /* established connections to Tomcat's port */
+    bool has_bytes;                /* netlink gives bytes; /proc does not */
+    uint64_t received_bytes;       /* monotonic across connection churn */
+    bool has_rate;
+    double received_bytes_per_s;   /* over the last EMF interval */
+    uint64_t last_activity_ms;     /* monotonic: last sample that saw bytes or a new connection */
+    uint64_t last_activity_wall_ms;
+    uint64_t last_sample_ms;       /* monotonic: last successful sample */
+    double sample_seconds;         /* duration of the last sample */
 };
 
 /* The repository database as seen from the task (dbcheck.h): reported, never
@@ -97,6 +123,7 @@ struct agent_state {
     bool stopping;                 /* the child is being stopped */
     bool ready_once;               /* /health has been ok at least once */
     struct probe_state probe;
+    struct traffic_state traffic;
     struct licence_state licence;
     struct efs_state efs;
     struct task_metadata metadata;
