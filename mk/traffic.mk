@@ -8,6 +8,9 @@
 #                       established loopback connections, netlink against the
 #                       /proc/net/tcp fallback in the same run (also `make bench`)
 
+# python3-seccomp: a test refuses netlink to the agent to see the /proc fallback
+TEST_PACKAGES += python3-seccomp clang libclang-rt-14-dev
+
 FUZZ_TRAFFIC_RUNS ?= 1000000
 FUZZ_TRAFFIC_BIN  := $(BUILD)/fuzz/fuzz_sockdiag
 FUZZ_TRAFFIC_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror \
