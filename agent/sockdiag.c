@@ -82,7 +82,7 @@ size_t sockdiag_build_request(void *buf, size_t cap, int family, uint16_t port, 
     r[0] = (uint8_t)family;
     r[1] = IPPROTO_TCP_;
     r[2] = 1u << (INET_DIAG_INFO_ - 1);
-    put32(r + 4, 1u << SOCKDIAG_TCP_ESTABLISHED);
+    put32(r + 4, SOCKDIAG_STATES);
     /* The kernel keeps only sockets whose local port is >= port and <= port.
      * Each comparison is two ops: {code, yes, no} then {0, 0, port}; a jump
      * to exactly the end accepts, past it rejects (as ss builds it). */

@@ -13,7 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* TCP states (include/net/tcp_states.h) and the dump's state mask: a
+ * connection's whole life on the server side after accept, so bytes that
+ * arrived just before a close are still seen and a connection that closed
+ * between two samples leaves a trace (TIME_WAIT, no tcp_info) for 60 s. */
 #define SOCKDIAG_TCP_ESTABLISHED 1
+#define SOCKDIAG_TCP_TIME_WAIT 6
+#define SOCKDIAG_STATES ((1u << 1) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | \
+                         (1u << 9) | (1u << 11))
 #define SOCKDIAG_REQUEST_SIZE 92   /* nlmsghdr + inet_diag_req_v2 + port filter */
 
 /* One socket as a source reports it. Addresses are 16 bytes, IPv4 as
@@ -31,9 +38,9 @@ struct sockdiag_conn {
 
 typedef void (*sockdiag_conn_cb)(const struct sockdiag_conn *c, void *ctx);
 
-/* Pure: writes a SOCK_DIAG_BY_FAMILY dump request for established TCP
- * sockets of family (AF_INET or AF_INET6) whose local port is port, asking
- * for tcp_info. Returns the request's length (SOCKDIAG_REQUEST_SIZE), or 0
+/* Pure: writes a SOCK_DIAG_BY_FAMILY dump request for the TCP sockets in
+ * SOCKDIAG_STATES of family (AF_INET or AF_INET6) whose local port is port,
+ * asking for tcp_info. Returns the request's length (SOCKDIAG_REQUEST_SIZE), or 0
  * when cap is too small. */
 size_t sockdiag_build_request(void *buf, size_t cap, int family, uint16_t port, uint32_t seq);
 

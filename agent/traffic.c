@@ -192,10 +192,16 @@ static bool from_probe(const struct dump *d, const struct sockdiag_conn *c)
 static void on_conn(const struct sockdiag_conn *c, void *ctx)
 {
     struct dump *d = ctx;
-    if (c->state != SOCKDIAG_TCP_ESTABLISHED || c->local_port != d->port || from_probe(d, c))
+    bool established = c->state == SOCKDIAG_TCP_ESTABLISHED;
+    /* /proc has no cookie for a closing socket (its inode is 0): there only
+     * established connections are followed. */
+    if (c->local_port != d->port || from_probe(d, c) || (!established && d->source != TRAFFIC_NETLINK))
         return;
-    d->connections++;
-    if (d->source == TRAFFIC_NETLINK && !c->has_bytes)
+    if (established)
+        d->connections++;
+    /* A socket in TIME_WAIT is a remnant without tcp_info: it only shows
+     * that a connection existed (its bytes were counted while it lived). */
+    if (d->source == TRAFFIC_NETLINK && !c->has_bytes && c->state != SOCKDIAG_TCP_TIME_WAIT)
         d->missing_bytes = true;
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 256;
@@ -346,6 +352,7 @@ int traffic_sample_once(enum traffic_source source, uint16_t port,
     if (rc == 0) {
         out->source = d.source;
         out->connections = d.connections;
+        out->closing = d.n - (d.connections < d.n ? d.connections : d.n);
         out->has_bytes = d.source == TRAFFIC_NETLINK && !d.missing_bytes;
         for (size_t i = 0; i < d.n; i++)
             out->bytes += d.conns[i].bytes;

@@ -15,8 +15,10 @@
  * Received bytes stay monotonic across connection churn: each sample adds
  * what every connection received since the previous sample (matched by the
  * kernel's socket cookie), and a connection that closed keeps what it was
- * last seen with. Bytes on a connection opened and closed between two
- * samples are not seen.
+ * last seen with. The dump also lists Tomcat's closing connections, so bytes
+ * that came just before a close count, and a connection that lived between
+ * two samples leaves a trace (TIME_WAIT) that counts as activity; its bytes
+ * are not seen.
  *
  * Drain until quiet (PI_AGENT_DRAIN_QUIET_SECONDS): during a drain the
  * sample runs every second and the drain may end once the samples show
@@ -81,9 +83,10 @@ void traffic_describe_last(const struct traffic_state *ts, char *buf, size_t cap
 
 struct traffic_sample {
     enum traffic_source source;  /* the one that answered */
-    uint64_t connections;
+    uint64_t connections;        /* established */
+    uint64_t closing;            /* netlink: connections closing or closed (TIME_WAIT) */
     bool has_bytes;
-    uint64_t bytes;              /* received on the connections open now */
+    uint64_t bytes;              /* received on the connections listed now */
 };
 
 /* Runs one whole sample of port with source (TRAFFIC_NETLINK or
