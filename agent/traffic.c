@@ -513,11 +513,14 @@ static void on_dump_readable(struct loop *loop, int fd, uint32_t events, void *c
     if (r == 0)
         return;
     dump_end(t);
-    if (r > 0)
+    if (r > 0) {
         sample_done(t);
-    else
-        sample_failed(t, t->d.err);
-    dump_close(&t->d);
+        dump_close(&t->d);
+    } else {
+        int err = t->d.err;
+        dump_close(&t->d); /* before a fallback sample reuses t->d */
+        sample_failed(t, err);
+    }
 }
 
 static void on_dump_limit(struct loop *loop, void *ctx)
@@ -538,11 +541,12 @@ static void sample_start(struct traffic *t)
     dump_init(d, t->source, t->cfg->port, t->state->probe.recent, PROBE_RECENT_PEERS);
     t->started_us = now_us();
     if (t->source == TRAFFIC_PROC) {
-        if (dump_proc(d) == 0)
+        int rc = dump_proc(d), err = d->err;
+        if (rc == 0)
             sample_done(t);
-        else
-            sample_failed(t, d->err);
         dump_close(d);
+        if (rc != 0)
+            sample_failed(t, err);
         return;
     }
     if (dump_start(d) != 0 || loop_add_fd(t->loop, d->fd, EPOLLIN, on_dump_readable, t) != 0) {
