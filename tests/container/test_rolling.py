@@ -1,7 +1,8 @@
 """A rolling stop behind a load balancer: Debian's HAProxy health-checks
 pi-agent's /health on two replicas (as the ALB's target group would) while a
 bounded load runs; one replica is stopped and started again, and no request
-may fail. This is what the drain on SIGTERM is for."""
+may fail. This is what the drain on SIGTERM is for, fixed or ended once
+Tomcat is quiet (PI_AGENT_DRAIN_QUIET_SECONDS)."""
 import json
 import shutil
 import subprocess
@@ -73,8 +74,18 @@ def haproxy(tmp_path):
         p.wait(timeout=10)
 
 
-def test_rolling_stop_behind_haproxy_loses_no_request(dashboards, haproxy):
-    env = {"PI_EFS_MODE": "off", "PI_AGENT_DRAIN_SECONDS": "5"}
+# The fixed drain, and the drain that ends once Tomcat is quiet: its quiet
+# time covers HAProxy's inter x fall (2 s) plus one probe interval (1 s), as
+# docs/autoscaling.md says for the ALB; its maximum is far longer.
+DRAINS = {
+    "fixed": {"PI_AGENT_DRAIN_SECONDS": "5"},
+    "quiet": {"PI_AGENT_DRAIN_SECONDS": "30", "PI_AGENT_DRAIN_QUIET_SECONDS": "3"},
+}
+
+
+@pytest.mark.parametrize("drain", sorted(DRAINS))
+def test_rolling_stop_behind_haproxy_loses_no_request(dashboards, haproxy, drain):
+    env = {"PI_EFS_MODE": "off", **DRAINS[drain]}
     r1 = dashboards("r1", env=env).start()
     r2 = dashboards("r2", env=env).start()
     r1.wait_ready()
@@ -90,8 +101,16 @@ def test_rolling_stop_behind_haproxy_loses_no_request(dashboards, haproxy):
         wait_for(lambda: load.served_by(t0) == {"r1", "r2"}, 30, what="both replicas serving")
 
         # ECS stops r1: SIGTERM, drain, Tomcat stops.
+        t_stop = time.monotonic()
         assert r1.stop(timeout=60) == 143
         t_down = time.monotonic()
+        over = next(r for r in r1.records() if r["msg"].startswith("drain over"))
+        if drain == "quiet":
+            # Ended by the quiet rule, long before the maximum.
+            assert over["reason"] == "quiet", over
+            assert t_down - t_stop < 20
+        else:
+            assert over["reason"] == "maximum", over
         wait_for(lambda: len([1 for t, *_ in load.results if t > t_down]) >= 20, 30,
                  what="requests while r1 is down")
         assert load.served_by(t_down) == {"r2"}
