@@ -158,7 +158,8 @@ def live(tmp_path_factory, pki):
                       + out.read_bytes().decode(errors="replace")[-4000:]
                       + err.read_bytes().decode(errors="replace")[-4000:])
         # Two EMF periods after everything is known: lines with every figure.
-        wanted = {"EfsUsedBytes", "LicenceDaysLeft", "TomcatProbeLatency"}
+        wanted = {"EfsUsedBytes", "LicenceDaysLeft", "TomcatProbeLatency", "TomcatConnections",
+                  "TomcatReceivedBytesPerSecond"}
         deadline = time.time() + 10
         while time.time() < deadline:
             docs = _emf_documents(out.read_bytes()) + _emf_documents(err.read_bytes())

@@ -9,7 +9,7 @@ from docblocks import doc_files
 from emf_spec import emf_problems
 from test_docs_json import JSON_BLOCKS, kind, load
 
-PROM_NAME = re.compile(r"\bpi_agent_[a-z0-9_]*[a-z0-9]\b")
+PROM_NAME = re.compile(r"\bpi_(?:agent|tomcat)_[a-z0-9_]*[a-z0-9]\b")
 CAMEL = re.compile(r"`([A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+)`")
 
 
@@ -94,7 +94,41 @@ def test_documented_emf_names_are_emitted(live):
     assert checked, "the EMF sections name no metric or dimension in backquotes"
 
 
+# CloudWatch metric names where the docs use them outside EMF sections: in
+# Terraform (metric_name = "..."), in API JSON ("MetricName": "...") and in
+# tables as `Name` (Unit) or `Name`, Statistic (docs/autoscaling.md).
+CLOUDWATCH_NAME = [
+    re.compile(r'metric_name\s*=\s*"([^"]+)"'),
+    re.compile(r'"MetricName"\s*:\s*"([^"]+)"'),
+    re.compile(r"`([A-Z][A-Za-z]+)` (?:\((?:Count|Bytes|Bytes/Second|Milliseconds|Seconds|None)\)"
+               r"|, (?:Minimum|Maximum|Average|Sum|SampleCount)\b)"),
+]
+
+
+def mentioned_cloudwatch_names():
+    found = {}
+    for path in doc_files():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for pattern in CLOUDWATCH_NAME:
+                for name in pattern.findall(line):
+                    found.setdefault(name, f"{path.name}:{n}")
+    return found
+
+
+def test_documented_cloudwatch_names_are_emitted(live):
+    mentioned = mentioned_cloudwatch_names()
+    # the scaling signal and every alarm of docs/autoscaling.md
+    assert {"TomcatConnections", "TomcatReceivedBytesPerSecond", "Healthy", "LicenceDaysLeft",
+            "EfsUsedBytes", "EfsBudgetBytes", "ChildRestarts"} <= set(mentioned)
+    emitted = live.emf_metric_names()
+    unknown = {name: where for name, where in mentioned.items() if name not in emitted}
+    assert not unknown, f"the docs name CloudWatch metrics the agent does not emit: {unknown}"
+
+
 def test_name_check_can_fail(live):
     assert "pi_agent_licence_days_left" not in live.metric_names()
     assert PROM_NAME.findall("see `pi_agent_licence_days_left{x}`") == ["pi_agent_licence_days_left"]
     assert "LicenceDaysLeft" in live.emf_names() and "LicenceSecondsLeft" not in live.emf_names()
+    assert "TomcatConnexions" not in live.emf_metric_names()
+    assert [p.findall('metric_name = "TomcatConnexions"') for p in CLOUDWATCH_NAME][0] == \
+        ["TomcatConnexions"]

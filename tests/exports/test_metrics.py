@@ -32,19 +32,19 @@ def test_prometheus_parser_reads_every_family(live):
     families = list(text_string_to_metric_families(live.metrics_text))
     assert len(families) >= 20
     for fam in families:
-        assert fam.name.startswith("pi_agent_"), fam.name
+        assert fam.name.startswith(("pi_agent_", "pi_tomcat_")), fam.name
         assert fam.documentation, f"{fam.name} has no HELP"
         assert fam.type in ("gauge", "counter"), (fam.name, fam.type)
         assert fam.samples, f"{fam.name} has no sample"
 
 
 def test_every_metric_the_agent_declares_is_in_the_live_run(live):
-    """The live run covers them all: every pi_agent_* name in the agent's
+    """The live run covers them all: every pi_agent_* and pi_tomcat_* name in the agent's
     sources shows up (a new metric that needs more set-up fails here until
     tests/exports/live_run.py provides it)."""
     declared = set()
     for src in sorted((ROOT / "agent").glob("*.c")):
-        declared |= set(re.findall(r'"(pi_agent_[a-z0-9_]*[a-z0-9])', src.read_text()))
+        declared |= set(re.findall(r'"(pi_(?:agent|tomcat)_[a-z0-9_]*[a-z0-9])', src.read_text()))
     assert len(declared) >= 20
     missing = declared - live.metric_names()
     assert not missing, f"declared in agent/ but absent from the live /metrics: {sorted(missing)}"
