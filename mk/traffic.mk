@@ -12,6 +12,7 @@
 TEST_PACKAGES += python3-seccomp clang libclang-rt-14-dev
 
 FUZZ_TRAFFIC_RUNS ?= 1000000
+FUZZ_RUN_VARS += FUZZ_TRAFFIC_RUNS
 FUZZ_TRAFFIC_BIN  := $(BUILD)/fuzz/fuzz_sockdiag
 FUZZ_TRAFFIC_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror \
                        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
