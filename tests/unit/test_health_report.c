@@ -287,7 +287,8 @@ static void assert_prometheus_text(const char *text)
         memcpy(l, line, len);
         l[len] = '\0';
         if (l[0] == '#') {
-            if (strncmp(l, "# HELP pi_agent_", 16) != 0 && strncmp(l, "# TYPE pi_agent_", 16) != 0)
+            if (strncmp(l, "# HELP pi_agent_", 16) != 0 && strncmp(l, "# TYPE pi_agent_", 16) != 0 &&
+                strncmp(l, "# HELP pi_tomcat_", 17) != 0 && strncmp(l, "# TYPE pi_tomcat_", 17) != 0)
                 fail_msg("bad comment line: %s", l);
             if (strncmp(l, "# TYPE", 6) == 0 && !strstr(l, " gauge") && !strstr(l, " counter"))
                 fail_msg("bad type: %s", l);
