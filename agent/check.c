@@ -16,6 +16,7 @@
 #include "hooks.h"
 #include "licence.h"
 #include "state.h"
+#include "traffic.h"
 
 struct checker {
     FILE *out;
@@ -197,6 +198,7 @@ int check_run(FILE *out)
     static struct efs_config efs;
     static struct health_config health;
     static struct hooks_config hooks;
+    static struct traffic_config traffic;
     bool agent_loaded = false, licence_loaded = false;
 
     memset(&agent, 0, sizeof(agent));
@@ -204,7 +206,7 @@ int check_run(FILE *out)
     if (agent_config_load(&agent, NULL, &err) != 0 || !(agent_loaded = true) ||
         licence_config_load(&licence, &err) != 0 || !(licence_loaded = true) ||
         efs_config_load(&efs, &err) != 0 || health_config_load(&health, &err) != 0 ||
-        hooks_config_load(&hooks, &err) != 0) {
+        hooks_config_load(&hooks, &err) != 0 || traffic_config_load(&traffic, &health, &err) != 0) {
         line(&c, EFS_FAIL, "config", "%s", err.msg);
     } else {
         line(&c, EFS_OK, "config", "every variable is valid");

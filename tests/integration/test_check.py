@@ -84,6 +84,9 @@ def test_configuration_error_is_a_failure_naming_the_variable(tmp_path):
     assert lines[0].startswith("fail") and "PI_EFS_BUDGET_BYTES" in lines[0]
     rc, lines, _ = check(storage_env(home, root, PI_EFS_LINKS="themes"))
     assert rc == 2 and "PI_EFS_LINKS" in lines[0]
+    rc, lines, _ = check(storage_env(home, root, PI_AGENT_DRAIN_SECONDS="10",
+                                     PI_AGENT_DRAIN_QUIET_SECONDS="30"))
+    assert rc == 2 and "PI_AGENT_DRAIN_QUIET_SECONDS" in lines[0]
 
 
 def test_missing_root_required_fails_and_auto_warns(tmp_path):
