@@ -251,7 +251,10 @@ static int dump_start(struct dump *d)
  * more is to come, -1 on failure (d->err). */
 static int dump_step(struct dump *d, int max)
 {
-    static uint8_t buf[65536]; /* one dump at a time in this process */
+    /* The kernel fills a dump datagram up to 32 KiB less its own overhead
+     * (netlink_recvmsg caps it): this holds any of them. One dump at a time
+     * in this process. */
+    static uint8_t buf[32768];
     for (int i = 0; i < max; i++) {
         ssize_t n = recv(d->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
