@@ -301,8 +301,8 @@ static void on_probe_event(struct loop *loop, int fd, uint32_t events, void *ctx
 
 /* The traffic count leaves the probe's connections out: it knows them on
  * Tomcat's side by their remote end, which is this socket's local end (bound
- * by connect). A few are kept, as a probe's connection can outlive it by the
- * moment Tomcat takes to see the close. */
+ * by connect). The last minute's are kept: Tomcat's end of a probe's
+ * connection outlives the probe, in TIME_WAIT when Tomcat closed first. */
 static void remember_own_end(struct agent_state *state, int fd)
 {
     struct sockaddr_storage ss;

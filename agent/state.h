@@ -59,8 +59,10 @@ struct efs_state {
 };
 
 /* The probe's own end of a connection to Tomcat, as the traffic count sees
- * it from Tomcat's side: address as IPv6 (IPv4-mapped for IPv4) and port. */
-#define PROBE_RECENT_PEERS 4
+ * it from Tomcat's side: address as IPv6 (IPv4-mapped for IPv4) and port.
+ * Enough are kept to cover TIME_WAIT (60 s) at the fastest probe (1 s), as
+ * Tomcat's end of a probe's connection lingers that long. */
+#define PROBE_RECENT_PEERS 64
 struct probe_peer {
     uint8_t addr[16];
     uint16_t port;                 /* 0 when unused */
