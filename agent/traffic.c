@@ -20,6 +20,7 @@
 #include "loop.h"
 #include "sockdiag.h"
 #include "state.h"
+#include "util.h"
 
 #define NETLINK_SOCK_DIAG_ 4
 #define SAMPLE_LIMIT_MS 2000         /* a dump not finished by then is abandoned */
@@ -390,14 +391,6 @@ struct traffic {
     void *quiet_ctx;
 };
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return loop_now_ms() * 1000u;
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void sample_start(struct traffic *t);
 
 static void set_source(struct traffic *t, enum traffic_source s)
@@ -437,7 +430,7 @@ static void sample_done(struct traffic *t)
         ts->last_activity_wall_ms = wall_now_ms();
     }
     ts->last_sample_ms = now;
-    ts->sample_seconds = (double)(now_us() - t->started_us) / 1e6;
+    ts->sample_seconds = (double)(util_mono_us() - t->started_us) / 1e6;
     ts->sampled = true;
     if (ts->failing)
         log_info("Tomcat traffic sample recovered", LF_STR("source", ts->source));
@@ -542,7 +535,7 @@ static void sample_start(struct traffic *t)
     if (t->in_flight || t->source == TRAFFIC_OFF)
         return;
     dump_init(d, t->source, t->cfg->port, t->state->probe.recent, PROBE_RECENT_PEERS);
-    t->started_us = now_us();
+    t->started_us = util_mono_us();
     if (t->source == TRAFFIC_PROC) {
         int rc = dump_proc(d), err = d->err;
         if (rc == 0)
