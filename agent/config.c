@@ -247,6 +247,20 @@ int config_parse_run_as(const char *name, const char *value, struct run_as *out,
     return 0;
 }
 
+int config_parse_stop_exit_status(const char *name, const char *value, int *out,
+                                  struct config_error *err)
+{
+    unsigned long long v;
+    *out = -1;
+    if (is_unset(value) || strcmp(value, "child") == 0)
+        return 0;
+    if (config_parse_uint(name, value, 0, 0, 255, &v, err) != 0)
+        return config_fail(err, name, "expected child or a number from 0 to 255, got \"%.40s\"",
+                           value);
+    *out = (int)v;
+    return 0;
+}
+
 int agent_config_load(struct agent_config *cfg, char **argv_command, struct config_error *err)
 {
     static const char *const restart_choices[] = { "never", "on-failure", NULL };
@@ -264,6 +278,12 @@ int agent_config_load(struct agent_config *cfg, char **argv_command, struct conf
         return -1;
     cfg->max_restarts = (unsigned)v;
     if (config_parse_run_as("PI_AGENT_RUN_AS", getenv("PI_AGENT_RUN_AS"), &cfg->run_as, err))
+        return -1;
+    if (config_env_uint("PI_AGENT_STARTUP_TIMEOUT_SECONDS", 0, 0, 86400, &v, err))
+        return -1;
+    cfg->startup_timeout_s = (unsigned)v;
+    if (config_parse_stop_exit_status("PI_AGENT_STOP_EXIT_STATUS", getenv("PI_AGENT_STOP_EXIT_STATUS"),
+                                      &cfg->stop_exit_status, err))
         return -1;
 
     if (argv_command && argv_command[0]) {

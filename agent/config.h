@@ -68,9 +68,15 @@ struct agent_config {
     enum restart_policy restart;
     unsigned max_restarts;     /* PI_AGENT_MAX_RESTARTS */
     struct run_as run_as;      /* PI_AGENT_RUN_AS */
+    unsigned startup_timeout_s; /* PI_AGENT_STARTUP_TIMEOUT_SECONDS, 0 = off */
+    int stop_exit_status;      /* PI_AGENT_STOP_EXIT_STATUS: -1 = the child's, else 0-255 */
 };
 
 #define DEFAULT_TOMCAT_COMMAND "/var/panintelligence/Dashboard/tomcat/bin/catalina.sh run"
+
+/* Pure: PI_AGENT_STOP_EXIT_STATUS, "child" (or unset: -1) or 0-255. */
+int config_parse_stop_exit_status(const char *name, const char *value, int *out,
+                                  struct config_error *err);
 
 /* Loads the supervisor settings. argv_command (may be NULL) is the command
  * given on pi-agent's command line, which wins over PI_AGENT_COMMAND. */

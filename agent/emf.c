@@ -63,6 +63,8 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
         { "TomcatConnections", "Count", st->traffic.sampled, true, st->traffic.connections, 0 },
         { "TomcatReceivedBytesPerSecond", "Bytes/Second", st->traffic.has_rate, false, 0,
           st->traffic.received_bytes_per_s },
+        { "RecentAbnormalExits", "Count", st->recent_abnormal_known, true,
+          st->recent_abnormal_exits, 0 },
     };
     const size_t nm = sizeof m / sizeof m[0];
 

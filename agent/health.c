@@ -370,11 +370,11 @@ static void route(struct conn *c, const struct http_request *req)
         respond(c, v->ready ? 200 : 503, "application/json", srv->health_body,
                 (size_t)srv->health_len, head_only, req->keep_alive, NULL);
     } else if (path_is(req, "/live")) {
-        bool alive = srv->state->child_running;
-        char body[160];
-        int n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"child_running\":%s,\"pid\":%ld}",
-                         alive ? "alive" : "child-not-running", alive ? "true" : "false",
-                         (long)srv->state->child_pid);
+        char body[160 + 2 * STATE_REASON_MAX];
+        int n = health_render_live(srv->state, body, sizeof body);
+        bool alive = health_live(srv->state);
+        if (n < 0)
+            n = snprintf(body, sizeof body, "{\"status\":\"%s\"}", alive ? "alive" : "not-alive");
         respond(c, alive ? 200 : 503, "application/json", body, (size_t)n, head_only,
                 req->keep_alive, NULL);
     } else {

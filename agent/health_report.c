@@ -216,6 +216,23 @@ static void json_database(struct outbuf *b, const struct database_state *db)
                   (unsigned long long)db->failures);
 }
 
+/* The previous run of this task family, or null. */
+static void json_previous_run(struct outbuf *b, const struct previous_run_state *p)
+{
+    outbuf_puts(b, ",\"previous_run\":");
+    if (!p->known) {
+        outbuf_puts(b, "null");
+        return;
+    }
+    outbuf_puts(b, "{\"task\":");
+    outbuf_json_string(b, p->task);
+    outbuf_puts(b, ",\"reason\":");
+    outbuf_json_string(b, p->reason);
+    outbuf_printf(b, ",\"exit_status\":%d,\"ran_s\":%lld,\"ended\":", p->exit_status, p->ran_s);
+    outbuf_json_time(b, p->ended_ms);
+    outbuf_puts(b, "}");
+}
+
 int health_render_json(const struct agent_state *st, const struct health_verdict *v,
                        char *buf, size_t cap)
 {
@@ -291,7 +308,9 @@ int health_render_json(const struct agent_state *st, const struct health_verdict
         outbuf_json_string(&b, st->hooks_failure);
     else
         outbuf_puts(&b, "null");
-    outbuf_puts(&b, "}}");
+    outbuf_puts(&b, "}");
+    json_previous_run(&b, &st->previous_run);
+    outbuf_puts(&b, "}");
 
     return b.overflow ? -1 : (int)b.len;
 }
@@ -490,5 +509,37 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
                         "Duration of the last database connection attempt.",
                         st->database.last_latency_s);
     }
+    if (st->recent_abnormal_known)
+        prom_u64(&b, "pi_agent_recent_abnormal_exits", "gauge",
+                 "Runs of any task on this storage that ended abnormally in the last hour.",
+                 st->recent_abnormal_exits);
+    return b.overflow ? -1 : (int)b.len;
+}
+
+/* ---- /live -------------------------------------------------------------- */
+
+bool health_live(const struct agent_state *st)
+{
+    return st->child_running && !st->startup_timed_out;
+}
+
+int health_render_live(const struct agent_state *st, char *buf, size_t cap)
+{
+    struct outbuf b;
+    outbuf_init(&b, buf, cap);
+    const char *status = health_live(st)         ? "alive"
+                         : st->startup_timed_out ? "startup-timeout"
+                                                 : "child-not-running";
+    outbuf_puts(&b, "{\"status\":");
+    outbuf_json_string(&b, status);
+    outbuf_printf(&b, ",\"child_running\":%s,\"pid\":%ld,\"reason\":",
+                  st->child_running ? "true" : "false", (long)st->child_pid);
+    if (st->startup_timed_out)
+        outbuf_json_string(&b, st->live_reason);
+    else if (!st->child_running)
+        outbuf_json_string(&b, "the dashboard process is not running");
+    else
+        outbuf_puts(&b, "null");
+    outbuf_puts(&b, "}");
     return b.overflow ? -1 : (int)b.len;
 }

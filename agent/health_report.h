@@ -79,4 +79,11 @@ int health_render_json(const struct agent_state *st, const struct health_verdict
 int health_render_metrics(const struct agent_state *st, const struct health_verdict *v,
                           uint64_t now_wall_ms, char *buf, size_t cap);
 
+/* Liveness (/live): the child runs and the startup budget has not run out.
+ * Readiness problems (licence, storage, probe) never fail it: ECS replaces
+ * a task whose container check fails, which cures none of them. */
+bool health_live(const struct agent_state *st);
+/* The /live body (JSON, one line). Returns its length, or -1. */
+int health_render_live(const struct agent_state *st, char *buf, size_t cap);
+
 #endif

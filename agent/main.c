@@ -19,6 +19,7 @@
 #include "dbcheck.h"
 #include "efs.h"
 #include "emf.h"
+#include "exit_run.h"
 #include "health.h"
 #include "hooks.h"
 #include "image_links.h"
@@ -28,6 +29,7 @@
 #include "metadata.h"
 #include "probe.h"
 #include "reap.h"
+#include "startup.h"
 #include "state.h"
 #include "supervise.h"
 #include "traffic.h"
@@ -221,6 +223,7 @@ static void begin_stop(struct agent *a, int sig)
     }
     a->stop_started = true;
     a->stop_started_ms = loop_now_ms();
+    exit_run_note_stop(&a->state);
     /* /health answers 503 draining from now on, so the ALB stops sending new
      * requests while Tomcat finishes the ones it has. */
     a->state.draining = true;
@@ -246,6 +249,7 @@ static void post_ready_done(void *ctx)
 static void on_first_ready(void *ctx)
 {
     struct agent *a = ctx;
+    exit_run_note_ready(&a->state);
     log_info("dashboard ready: running post-ready hooks");
     hooks_run_async(a->loop, &a->cfg.hooks, "post-ready", a->env.vars, 0, &a->state,
                     post_ready_done, NULL);
@@ -309,6 +313,10 @@ static int start_phases(struct agent *a)
     int rc;
 
     metadata_load(&a->state.metadata);
+    struct exit_run_where where = { .efs_root = a->cfg.efs.root,
+                                    .efs_enabled = a->cfg.efs.mode != EFS_MODE_OFF,
+                                    .run_dir = a->cfg.licence.run_dir };
+    exit_run_begin(&where, &a->state);
     if (stop_pending())
         return 0;
     rc = licence_start(&a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
@@ -331,7 +339,9 @@ static int attach_services(struct agent *a)
         emf_attach(a->loop, &a->cfg.health, &a->state) != 0 ||
         efs_attach(a->loop, &a->cfg.efs, &a->state) != 0 ||
         dbcheck_start(a->loop, &a->cfg.db, a->cfg.health.probe_interval_s, &a->state) != 0 ||
-        licence_attach(a->loop, &a->cfg.licence, &a->state) != 0)
+        licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
+        startup_attach(a->loop, a->cfg.agent.startup_timeout_s, &a->state) != 0 ||
+        exit_run_attach(a->loop, &a->state) != 0)
         return EXIT_INTERNAL;
     return 0;
 }
@@ -367,7 +377,10 @@ static void __attribute__((noinline)) release_start_stack(void)
     (void)here;
 }
 
-static int run(struct agent *a)
+/* Everything from the first log line to the child's end. Fills f with what
+ * exit_decide needs; returns -1 when the child ran to its end, else the
+ * status the start (or the agent itself) stopped with. */
+static int run_until_end(struct agent *a, struct exit_facts *f)
 {
     int rc, sig;
 
@@ -378,45 +391,55 @@ static int run(struct agent *a)
     a->sigfd = block_signals();
     if (a->sigfd < 0) {
         log_error("cannot set up signal handling", LF_STR("error", strerror(errno)));
-        return EXIT_INTERNAL;
+        return f->internal_rc = EXIT_INTERNAL;
     }
     log_info("pi-agent starting", LF_STR("version", PI_AGENT_VERSION), LF_INT("pid", getpid()),
              LF_BOOL("subreaper", getpid() != 1));
     if (childenv_init(&a->env, environ) != 0) {
         log_error("out of memory");
-        return EXIT_INTERNAL;
+        return f->internal_rc = EXIT_INTERNAL;
     }
 
     rc = start_phases(a);
     if ((sig = stop_pending()) != 0) {
         log_info("stop requested during start-up: the dashboard is not started", LF_INT("signal", sig));
+        f->start_signal = sig;
         return 128 + sig;
     }
     if (rc != 0) {
         log_error("start stopped before the dashboard was started", LF_INT("exit_status", rc));
-        return rc;
+        return f->start_rc = rc;
     }
 
     a->loop = loop_new();
     if (a->loop == NULL)
-        return EXIT_INTERNAL;
+        return f->internal_rc = EXIT_INTERNAL;
     a->sv = supervise_new(a->loop, &a->cfg.agent, &a->state, on_child_gone, a);
     if (a->sv == NULL || loop_add_fd(a->loop, a->sigfd, EPOLLIN, on_signal, a) != 0) {
         log_error("cannot set up the event loop", LF_STR("error", strerror(errno)));
-        return EXIT_INTERNAL;
+        return f->internal_rc = EXIT_INTERNAL;
     }
     rc = attach_services(a);
+    if (rc == EXIT_INTERNAL)
+        return f->internal_rc = rc;
     if (rc != 0)
-        return rc;
+        return f->start_rc = rc;
     if (supervise_start(a->sv, a->env.vars) != 0)
-        return EXIT_INTERNAL;
+        return f->internal_rc = EXIT_INTERNAL;
 
     release_start_stack();
     rc = loop_run(a->loop);
     if (rc < 0) {
         kill_descendants(0);
-        return EXIT_INTERNAL;
+        return f->internal_rc = EXIT_INTERNAL;
     }
+    struct supervise_outcome out;
+    supervise_get_outcome(a->sv, &out);
+    f->child_started = out.started;
+    f->wait_status = out.wait_status;
+    f->killed_after_grace = out.killed_after_grace;
+    f->stop_requested = a->stop_started;
+    f->startup_timed_out = a->state.startup_timed_out;
     health_server_free(a->health);
     a->health = NULL;
     traffic_free(a->traffic);
@@ -425,8 +448,22 @@ static int run(struct agent *a)
     /* The child's clean-up spared the agent's own workers (a budget scan, a
      * licence refresh): they end with the agent. */
     kill_descendants(0);
-    log_info("pi-agent exiting", LF_INT("exit_status", a->exit_status));
-    return a->exit_status;
+    return -1;
+}
+
+static int run(struct agent *a)
+{
+    struct exit_facts f = { .stop_exit_status = a->cfg.agent.stop_exit_status };
+    int rc = run_until_end(a, &f);
+    if (rc >= 0 && !f.start_signal && !f.start_rc && !f.internal_rc)
+        f.internal_rc = rc;
+    /* The run record says how it ended, and decides the status: a stop
+     * asked for may exit with PI_AGENT_STOP_EXIT_STATUS. */
+    int status = exit_run_end(&f, &a->state);
+    if (rc < 0)
+        log_info("pi-agent exiting", LF_INT("exit_status", status),
+                 LF_INT("child_exit_status", a->exit_status));
+    return status;
 }
 
 /* Subcommands are small tools of their own; none of them starts anything. */
@@ -484,8 +521,10 @@ int main(int argc, char **argv)
     }
 
     rc = load_config(&agent.cfg, command);
-    if (rc != 0)
+    if (rc != 0) {
+        exit_run_config_failed(rc);
         return rc;
+    }
     rc = run(&agent);
     licence_config_free(&agent.cfg.licence);
     agent_config_free(&agent.cfg.agent);

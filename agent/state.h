@@ -116,6 +116,16 @@ struct task_metadata {
     char availability_zone[64];
 };
 
+/* The most recent earlier run of this task family (exit_run.c). */
+struct previous_run_state {
+    bool known;
+    char task[128];
+    char reason[24];
+    int exit_status;
+    long long ran_s;
+    uint64_t ended_ms;             /* wall clock; for a killed agent, the last sign of life */
+};
+
 struct agent_state {
     uint64_t started_ms;           /* wall clock */
     pid_t child_pid;               /* 0 when no child runs */
@@ -131,6 +141,12 @@ struct agent_state {
     struct task_metadata metadata;
     char hooks_failure[STATE_REASON_MAX]; /* last failed hook, "" when none */
     struct database_state database;
+    uint64_t child_started_ms;     /* monotonic: when the current child started */
+    bool startup_timed_out;        /* PI_AGENT_STARTUP_TIMEOUT_SECONDS ran out: /live 503 */
+    char live_reason[STATE_REASON_MAX]; /* why /live fails, "" when it does not */
+    struct previous_run_state previous_run;
+    bool recent_abnormal_known;    /* the run records could be read */
+    unsigned recent_abnormal_exits; /* abnormal ends in the last hour, every task */
 
     /* Called after a loop callback changed anything readiness depends on, so
      * the health module re-evaluates at once instead of polling. */

@@ -46,6 +46,9 @@ struct supervisor {
     long restart_timer;
     unsigned failures;     /* consecutive failed runs, for the backoff */
     int exit_status;       /* what pi-agent will exit with */
+    bool started;          /* a child was started at all */
+    int wait_status;       /* the last child's wait status */
+    bool child_killed;     /* the kill timer found the child still running */
 };
 
 int exit_status_from_wait(int wait_status)
@@ -294,6 +297,9 @@ int supervise_start(struct supervisor *sv, char *const *envp)
     sv->grace_over = false;
     sv->phase = RUNNING;
     sv->started_ms = loop_now_ms();
+    sv->started = true;
+    sv->child_killed = false;
+    sv->state->child_started_ms = sv->started_ms;
     sv->state->child_pid = pid;
     sv->state->child_running = true;
     state_changed(sv->state);
@@ -347,6 +353,7 @@ static void on_kill_timer(struct loop *loop, void *ctx)
     sv->kill_timer = 0;
     sv->grace_over = true;
     if (sv->phase == RUNNING) {
+        sv->child_killed = true;
         log_warn("grace period over: killing the child's process group",
                  LF_INT("pid", sv->pid), LF_INT("grace_s", sv->cfg->stop_grace_s));
     }
@@ -402,6 +409,13 @@ void supervise_forward(struct supervisor *sv, int sig)
     log_debug("forwarding signal", LF_INT("signal", sig), LF_INT("pid", sv->pid));
     if (kill(sv->pid, sig) != 0)
         log_warn("cannot forward signal", LF_INT("signal", sig), LF_STR("error", strerror(errno)));
+}
+
+void supervise_get_outcome(const struct supervisor *sv, struct supervise_outcome *out)
+{
+    out->started = sv->started;
+    out->wait_status = sv->wait_status;
+    out->killed_after_grace = sv->child_killed;
 }
 
 bool supervise_child_running(const struct supervisor *sv)
@@ -478,6 +492,7 @@ static void child_exited(pid_t pid, int status, void *ctx)
 
     close_pidfd(sv);
     sv->pid = 0;
+    sv->wait_status = status;
     sv->exit_status = exit_status_from_wait(status);
     sv->state->child_pid = 0;
     sv->state->child_running = false;

@@ -34,6 +34,14 @@ void supervise_forward(struct supervisor *sv, int sig);
 void supervise_stop(struct supervisor *sv, unsigned grace_ms);
 bool supervise_child_running(const struct supervisor *sv);
 
+/* How the child's last run ended, for the run record. */
+struct supervise_outcome {
+    bool started;            /* a child was started at all */
+    int wait_status;         /* its last wait(2) status */
+    bool killed_after_grace; /* it was still running when the grace ran out */
+};
+void supervise_get_outcome(const struct supervisor *sv, struct supervise_outcome *out);
+
 /* Pure: the exit status a shell would report for a wait(2) status. */
 int exit_status_from_wait(int wait_status);
 /* Pure: the restart delay after n consecutive failures (1 s doubling, max 60 s). */

@@ -1,0 +1,318 @@
+/* exit_run: see exit_run.h. PID 1 has one run: its record lives here. */
+#include "exit_run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "exit_history.h"
+#include "log.h"
+#include "loop.h"
+#include "state.h"
+#include "worker.h"
+
+#define READ_TIMEOUT_MS 10000
+#define RECOUNT_EVERY_MS 60000
+
+static struct {
+    bool open;
+    struct exit_history h;
+    struct exit_record rec;
+    bool have_oom_base;
+    uint64_t oom_base;
+    bool counting;
+    struct agent_state *state;
+    struct exit_run_where where;
+    char efs_root[4096], run_dir[4096];
+} run;
+
+/* ---- reading, in a worker -------------------------------------------------- */
+
+struct read_args {
+    struct exit_run_where where;
+    const char *own;
+    const char *family;
+    bool prune;
+};
+
+static int read_work(void *arg, int out_fd)
+{
+    const struct read_args *a = arg;
+    struct exit_history h;
+    char err[600];
+    /* A worker keeps no descriptor of the agent's: the folder is opened
+     * again, with the same checks. */
+    if (exit_history_open(&h, a->where.efs_root, a->where.efs_enabled, a->where.run_dir, false,
+                          err, sizeof err) != 0)
+        return 1;
+    struct exit_summary *sum = calloc(1, sizeof *sum);
+    if (sum == NULL || exit_history_read(h.dirfd, a->own, a->family, wall_now_ms(), a->prune, sum) != 0) {
+        free(sum);
+        exit_history_close(&h);
+        return 1;
+    }
+    exit_history_close(&h);
+    int rc = worker_write_all(out_fd, sum, sizeof *sum) == 0 ? 0 : 1;
+    free(sum);
+    return rc;
+}
+
+static void task_id(const struct task_metadata *md, char *out, size_t cap)
+{
+    const char *slash = md->known ? strrchr(md->task_arn, '/') : NULL;
+    if (slash && slash[1]) {
+        snprintf(out, cap, "%s", slash + 1);
+        return;
+    }
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    snprintf(out, cap, "%.127s", host);
+}
+
+static void log_previous(const struct exit_entry *e, struct agent_state *state)
+{
+    struct previous_run_state *p = &state->previous_run;
+    p->known = true;
+    snprintf(p->task, sizeof p->task, "%s", e->rec.task);
+    snprintf(p->reason, sizeof p->reason, "%s", e->rec.reason);
+    p->exit_status = e->rec.exit_status;
+    p->ran_s = exit_entry_ran_s(e);
+    p->ended_ms = e->last_ms;
+
+    bool bad = exit_reason_abnormal(e->rec.reason, e->rec.exit_status);
+    const char *hint = e->rec.detail;
+    if (e->killed)
+        hint = e->rec.stop_ms
+                   ? "the agent was killed while it stopped: ECS stopTimeout is probably shorter "
+                     "than PI_AGENT_DRAIN_SECONDS + PI_AGENT_STOP_GRACE_SECONDS"
+                   : "the agent was killed before it could record the end (SIGKILL, or the host "
+                     "went away); if ECS stopped the task, its stopTimeout may be shorter than "
+                     "PI_AGENT_DRAIN_SECONDS + PI_AGENT_STOP_GRACE_SECONDS";
+    log_emit(bad ? LOG_WARN : LOG_INFO, "previous run",
+             (const struct log_field[]){ LF_STR("task", e->rec.task),
+                                         LF_STR("reason", e->rec.reason),
+                                         LF_INT("exit_status", e->rec.exit_status),
+                                         LF_INT("ran_s", p->ran_s),
+                                         LF_BOOL("ran_s_at_least", e->killed),
+                                         LF_STR("probe", e->rec.probe),
+                                         LF_STR("hint", hint),
+                                         { 0 } });
+}
+
+static void fill_probe(const struct agent_state *st, char *out, size_t cap)
+{
+    const struct probe_state *p = &st->probe;
+    if (p->status[0] == '\0')
+        snprintf(out, cap, "none");
+    else if (p->reason[0])
+        snprintf(out, cap, "%.15s: %.110s", p->status, p->reason);
+    else
+        snprintf(out, cap, "%s", p->status);
+}
+
+static void write_record(const char *what)
+{
+    char err[600];
+    if (!run.open)
+        return;
+    if (exit_history_write(&run.h, &run.rec, err, sizeof err) != 0)
+        log_warn("cannot write the run record", LF_STR("when", what), LF_STR("error", err));
+}
+
+void exit_run_begin(const struct exit_run_where *where, struct agent_state *state)
+{
+    char err[600];
+    memset(&run.rec, 0, sizeof run.rec);
+    run.state = state;
+    run.rec.exit_status = -1;
+    run.rec.start_ms = state->started_ms ? state->started_ms : wall_now_ms();
+    task_id(&state->metadata, run.rec.task, sizeof run.rec.task);
+    if (state->metadata.known)
+        snprintf(run.rec.family, sizeof run.rec.family, "%s", state->metadata.family);
+    snprintf(run.rec.probe, sizeof run.rec.probe, "none");
+    run.have_oom_base = exit_read_oom_kills(&run.oom_base) == 0;
+
+    if (exit_history_open(&run.h, where->efs_root, where->efs_enabled, where->run_dir, true, err,
+                          sizeof err) != 0) {
+        log_warn("run records are not kept", LF_STR("error", err));
+        return;
+    }
+    run.open = true;
+    snprintf(run.efs_root, sizeof run.efs_root, "%s", where->efs_root);
+    snprintf(run.run_dir, sizeof run.run_dir, "%s", where->run_dir);
+    run.where = (struct exit_run_where){ run.efs_root, where->efs_enabled, run.run_dir };
+
+    struct read_args args = { .where = run.where, .own = "", .family = run.rec.family,
+                              .prune = true };
+    struct worker_result res;
+    if (worker_run("run-records", read_work, &args, READ_TIMEOUT_MS, &res) == 0) {
+        if (res.len == sizeof(struct exit_summary)) {
+            struct exit_summary *sum = malloc(sizeof *sum);
+            if (sum) {
+                memcpy(sum, res.data, sizeof *sum);
+                state->recent_abnormal_known = true;
+                state->recent_abnormal_exits = sum->recent_abnormal;
+                if (sum->has_previous)
+                    log_previous(&sum->previous, state);
+                log_debug("run records", LF_STR("folder", run.h.dir), LF_INT("records", sum->records),
+                          LF_INT("recent_abnormal", sum->recent_abnormal),
+                          LF_INT("pruned", sum->pruned));
+                free(sum);
+            }
+        } else {
+            log_warn("cannot read the run records", LF_STR("folder", run.h.dir),
+                     LF_BOOL("timed_out", res.timed_out));
+        }
+        worker_result_free(&res);
+    }
+    write_record("start");
+}
+
+void exit_run_note_ready(const struct agent_state *state)
+{
+    if (run.rec.ready_ms)
+        return;
+    run.rec.ready_ms = wall_now_ms();
+    fill_probe(state, run.rec.probe, sizeof run.rec.probe);
+    write_record("ready");
+}
+
+void exit_run_note_stop(const struct agent_state *state)
+{
+    if (run.rec.stop_ms)
+        return;
+    run.rec.stop_ms = wall_now_ms();
+    fill_probe(state, run.rec.probe, sizeof run.rec.probe);
+    write_record("stop");
+}
+
+/* ---- the fleet's recent abnormal ends ------------------------------------- */
+
+static void recount_done(struct loop *loop, const struct worker_result *res, void *ctx)
+{
+    (void)loop;
+    (void)ctx;
+    run.counting = false;
+    if (res->len != sizeof(struct exit_summary))
+        return; /* the figure stays as it was; the next minute tries again */
+    struct exit_summary *sum = malloc(sizeof *sum);
+    if (sum == NULL)
+        return;
+    memcpy(sum, res->data, sizeof *sum);
+    if (!run.state->recent_abnormal_known || run.state->recent_abnormal_exits != sum->recent_abnormal) {
+        run.state->recent_abnormal_known = true;
+        run.state->recent_abnormal_exits = sum->recent_abnormal;
+        state_changed(run.state);
+    }
+    free(sum);
+}
+
+static void recount_tick(struct loop *loop, void *ctx)
+{
+    static struct read_args args;
+    (void)ctx;
+    if (!run.open || run.counting)
+        return;
+    args = (struct read_args){ .where = run.where, .own = run.h.name, .family = run.rec.family };
+    if (worker_start(loop, "run-records", read_work, &args, READ_TIMEOUT_MS, recount_done, NULL) > 0)
+        run.counting = true;
+}
+
+int exit_run_attach(struct loop *loop, struct agent_state *state)
+{
+    run.state = state;
+    if (!run.open)
+        return 0;
+    if (loop_timer_add(loop, RECOUNT_EVERY_MS, RECOUNT_EVERY_MS, recount_tick, NULL) < 0) {
+        log_error("cannot schedule the count of recent abnormal exits");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the end ---------------------------------------------------------------- */
+
+static void fill_detail(const char *reason, const struct agent_state *st, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (strcmp(reason, EXIT_REASON_OOM) == 0)
+        snprintf(out, cap, "the kernel's OOM killer ended the dashboard: give the task more "
+                           "memory or the JVM a smaller heap");
+    else if (strcmp(reason, EXIT_REASON_KILLED_AFTER_GRACE) == 0)
+        snprintf(out, cap, "the dashboard did not stop within PI_AGENT_STOP_GRACE_SECONDS and "
+                           "was killed");
+    else if (strcmp(reason, EXIT_REASON_STARTUP_TIMEOUT) == 0)
+        snprintf(out, cap, "%s", st->live_reason);
+    else if (strcmp(reason, EXIT_REASON_LICENCE) == 0)
+        snprintf(out, cap, "%s", st->licence.reason);
+    else if (strcmp(reason, EXIT_REASON_STORAGE) == 0)
+        snprintf(out, cap, "%s", st->efs.reason);
+    else if (strcmp(reason, EXIT_REASON_HOOK) == 0)
+        snprintf(out, cap, "%s", st->hooks_failure);
+}
+
+int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
+{
+    const char *reason;
+    int status;
+    uint64_t now_kills;
+
+    if (facts->child_started && run.have_oom_base && exit_read_oom_kills(&now_kills) == 0 &&
+        now_kills > run.oom_base)
+        facts->oom_killed = true;
+    exit_decide(facts, &reason, &status);
+    run.rec.end_ms = wall_now_ms();
+    if (run.rec.end_ms < run.rec.start_ms)
+        run.rec.end_ms = run.rec.start_ms;
+    snprintf(run.rec.reason, sizeof run.rec.reason, "%s", reason);
+    run.rec.exit_status = status;
+    if (state) {
+        if (state->probe.status[0])
+            fill_probe(state, run.rec.probe, sizeof run.rec.probe);
+        fill_detail(reason, state, run.rec.detail, sizeof run.rec.detail);
+    }
+    log_emit(exit_reason_abnormal(reason, status) ? LOG_WARN : LOG_INFO, "run ended",
+             (const struct log_field[]){ LF_STR("reason", reason), LF_INT("exit_status", status),
+                                         LF_INT("ran_s", (run.rec.end_ms - run.rec.start_ms) / 1000u),
+                                         LF_STR("detail", run.rec.detail), { 0 } });
+    write_record("end");
+    if (run.open)
+        exit_history_close(&run.h);
+    run.open = false;
+    return status;
+}
+
+/* ---- a configuration error ---------------------------------------------------- */
+
+static const char *abs_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && v[0] == '/' && strlen(v) < 256 ? v : def;
+}
+
+void exit_run_config_failed(int exit_status)
+{
+    static struct agent_state st; /* nothing known but the clock */
+    const char *mode = getenv("PI_EFS_MODE");
+    struct exit_run_where where = {
+        .efs_root = abs_or("PI_EFS_ROOT", "/mnt/efs"),
+        .efs_enabled = !(mode && strcmp(mode, "off") == 0),
+        .run_dir = abs_or("PI_AGENT_RUN_DIR", "/run/pi-agent"),
+    };
+    char err[600];
+    memset(&run.rec, 0, sizeof run.rec);
+    run.rec.start_ms = wall_now_ms();
+    task_id(&st.metadata, run.rec.task, sizeof run.rec.task);
+    snprintf(run.rec.probe, sizeof run.rec.probe, "none");
+    if (exit_history_open(&run.h, where.efs_root, where.efs_enabled, where.run_dir, true, err,
+                          sizeof err) != 0)
+        return; /* the configuration error itself was the line that matters */
+    run.open = true;
+    snprintf(run.rec.detail, sizeof run.rec.detail,
+             "a variable is invalid: the log's configuration error (or pi-agent check) names it");
+    struct exit_facts f = { .start_rc = exit_status, .stop_exit_status = -1 };
+    exit_run_end(&f, NULL);
+}
