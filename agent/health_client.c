@@ -83,6 +83,10 @@ int health_client_summary(const char *resp, size_t len, char *line, size_t cap)
             n += (size_t)snprintf(line + n, cap - n, " (%s)", reason->valuestring);
         first = false;
     }
+    /* /live says why in one reason. */
+    const cJSON *why = cJSON_GetObjectItemCaseSensitive(doc, "reason");
+    if (first && code != 200 && n < cap && cJSON_IsString(why) && why->valuestring[0])
+        snprintf(line + n, cap - n, ": %s", why->valuestring);
     cJSON_Delete(doc);
     return code;
 }
@@ -123,14 +127,14 @@ static int fail_line(const char *fmt, ...)
 
 /* Sends the request on a connected socket and reads the whole response
  * (Connection: close) into buf. Closes fd. */
-static int exchange(int fd, uint64_t deadline, const char *host, const char *label, char *buf,
-                    size_t cap, size_t *len)
+static int exchange(int fd, uint64_t deadline, const char *host, const char *label,
+                    const char *path, char *buf, size_t cap, size_t *len)
 {
     char req[256];
     int n = snprintf(req, sizeof req,
-                     "GET /health HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-health\r\n"
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-health\r\n"
                      "Connection: close\r\n\r\n",
-                     host);
+                     path, host);
     size_t sent = 0;
     while (sent < (size_t)n) {
         ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
@@ -174,7 +178,8 @@ static int exchange(int fd, uint64_t deadline, const char *host, const char *lab
 }
 
 /* Over TCP to the endpoint's address and port. */
-static int fetch(const struct sockaddr *sa, socklen_t salen, const char *hostport, char *buf,
+static int fetch(const struct sockaddr *sa, socklen_t salen, const char *hostport,
+                 const char *path, char *buf,
                  size_t cap, size_t *len)
 {
     uint64_t deadline = loop_now_ms() + HEALTH_CLIENT_TIMEOUT_MS;
@@ -197,14 +202,14 @@ static int fetch(const struct sockaddr *sa, socklen_t salen, const char *hostpor
         return fail_line("unhealthy: cannot connect to %s: %s", hostport,
                          strerror(err ? err : errno));
     }
-    return exchange(fd, deadline, hostport, hostport, buf, cap, len);
+    return exchange(fd, deadline, hostport, hostport, path, buf, cap, len);
 }
 
 /* Over the agent's unix socket, PI_AGENT_RUN_DIR/health.sock, which remote
  * clients cannot reach or fill. Returns -2 when there is no such socket to
  * talk to (no agent there, an older agent, no permission): the caller then
  * asks over TCP. Once connected, its answer (or silence) decides. */
-static int fetch_local(char *buf, size_t cap, size_t *len)
+static int fetch_local(const char *path, char *buf, size_t cap, size_t *len)
 {
     const char *dir = config_env_str("PI_AGENT_RUN_DIR");
     if (dir == NULL)
@@ -229,13 +234,14 @@ static int fetch_local(char *buf, size_t cap, size_t *len)
     }
     char label[300];
     snprintf(label, sizeof label, "%s/%s", dir, HEALTH_SOCKET_NAME);
-    return exchange(fd, deadline, "localhost", label, buf, cap, len);
+    return exchange(fd, deadline, "localhost", label, path, buf, cap, len);
 }
 
 static void usage(void)
 {
-    printf("usage: pi-agent health [--port N]\n"
-           "Asks GET /health on the local endpoint; exits 0 on 200, 1 otherwise.\n"
+    printf("usage: pi-agent health [--live] [--port N]\n"
+           "Asks GET /health (readiness) on the local endpoint, or GET /live (liveness:\n"
+           "the container check ECS acts on) with --live; exits 0 on 200, 1 otherwise.\n"
            "It asks the agent's unix socket (PI_AGENT_RUN_DIR/health.sock) first, then\n"
            "TCP on loopback; the port defaults to PI_AGENT_HEALTH_PORT (8225). --port N\n"
            "asks that TCP port only.\n");
@@ -245,8 +251,11 @@ int health_command(int argc, char **argv)
 {
     const char *port_arg = NULL;
     const char *port_name = "PI_AGENT_HEALTH_PORT";
+    const char *path = "/health";
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--live") == 0) {
+            path = "/live";
+        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port_arg = argv[++i];
             port_name = "--port";
         } else if (strncmp(argv[i], "--port=", 7) == 0) {
@@ -256,7 +265,7 @@ int health_command(int argc, char **argv)
             usage();
             return 0;
         } else {
-            return fail_line("unhealthy: unknown argument %s (usage: pi-agent health [--port N])",
+            return fail_line("unhealthy: unknown argument %s (usage: pi-agent health [--live] [--port N])",
                              argv[i]);
         }
     }
@@ -299,9 +308,9 @@ int health_command(int argc, char **argv)
         return fail_line("unhealthy: out of memory");
     size_t len = 0;
     /* --port names one endpoint; without it the unix socket comes first. */
-    int rc = port_arg != NULL ? -2 : fetch_local(buf, RESPONSE_MAX, &len);
+    int rc = port_arg != NULL ? -2 : fetch_local(path, buf, RESPONSE_MAX, &len);
     if (rc == -2)
-        rc = fetch((struct sockaddr *)&ss, salen, hostport, buf, RESPONSE_MAX, &len);
+        rc = fetch((struct sockaddr *)&ss, salen, hostport, path, buf, RESPONSE_MAX, &len);
     if (rc != 0) {
         free(buf);
         return 1;

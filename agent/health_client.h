@@ -1,6 +1,7 @@
 /* health_client: `pi-agent health [--port N]`, the container health check
  * (Docker HEALTHCHECK, ECS healthCheck) without curl in the image. It asks
- * GET /health on the local endpoint and exits 0 on 200, 1 otherwise (also on
+ * GET /health (or /live with --live) on the local endpoint and exits 0 on
+ * 200, 1 otherwise (also on
  * any error: Docker reserves 2), within 2 s, printing one line:
  *   "200 ok"  or  "503 starting: tomcat (waiting for the first probe to pass)" */
 #ifndef PI_HEALTH_CLIENT_H

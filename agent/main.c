@@ -81,13 +81,14 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: pi-agent [--] [COMMAND [ARG...]]   supervise COMMAND (default: PI_AGENT_COMMAND,\n"
             "                                          else the dashboard's catalina.sh run)\n"
-            "       pi-agent health [--port N]        container health check (exit 0 when healthy)\n"
+            "       pi-agent health [--live] [--port N]   readiness (or liveness) check: exit 0 on 200\n"
             "       pi-agent licence                  print the licence status as JSON\n"
             "       pi-agent check                    validate the configuration, start nothing\n"
             "       pi-agent du PATH...               apparent size of PATH as the storage budget counts it\n"
             "       pi-agent image-links              image build step: dashboard folders become links\n"
             "                                          into PI_EFS_ROOT (for a read-only root)\n"
             "       pi-agent wait-tcp HOST PORT SECONDS   wait until a TCP port accepts connections\n"
+            "       pi-agent task-memory              the ECS task's memory limit in MiB (task metadata)\n"
             "       pi-agent --version | --help\n"
             "\n"
             "pi-agent runs as PID 1 in the Panintelligence dashboard container: it starts Tomcat,\n"
@@ -478,6 +479,7 @@ static const struct subcommand {
     { "du", efs_du_command },
     { "image-links", image_links_command },
     { "wait-tcp", hooks_wait_tcp_main },
+    { "task-memory", metadata_memory_command },
 };
 
 int main(int argc, char **argv)

@@ -111,3 +111,63 @@ void metadata_load(struct task_metadata *out)
     }
     worker_result_free(&res);
 }
+
+/* ---- the task's memory limit ---------------------------------------------- */
+
+int metadata_parse_memory_mib(const char *json, size_t len, unsigned long long *mib)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    const cJSON *limits = cJSON_GetObjectItemCaseSensitive(root, "Limits");
+    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(limits, "Memory");
+    int rc = -1;
+    /* Whole MiB, at most a petabyte: anything else is not a limit. */
+    if (cJSON_IsNumber(mem) && mem->valuedouble >= 1 && mem->valuedouble <= 1e9 &&
+        mem->valuedouble == (double)(unsigned long long)mem->valuedouble) {
+        *mib = (unsigned long long)mem->valuedouble;
+        rc = 0;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int metadata_memory_command(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "usage: pi-agent task-memory   (the ECS task's memory limit in MiB)\n");
+        return 2;
+    }
+    const char *base = config_env_str("ECS_CONTAINER_METADATA_URI_V4");
+    if (base == NULL) {
+        fprintf(stderr, "pi-agent task-memory: ECS_CONTAINER_METADATA_URI_V4 is not set (not on ECS)\n");
+        return 1;
+    }
+    char url[1024], redacted[512];
+    snprintf(url, sizeof url, "%s/task", base);
+    fetch_redact_url(url, redacted, sizeof redacted);
+    struct fetch_response res = { 0 };
+    struct fetch_request req = {
+        .url = url,
+        .connect_timeout_ms = METADATA_TIMEOUT_MS,
+        .total_timeout_ms = METADATA_TIMEOUT_MS,
+        .allow_http = true, /* the endpoint is link-local plain http by design */
+        .max_body = 256 * 1024,
+    };
+    int rc = 1;
+    unsigned long long mib;
+    if (fetch_global_init() != 0)
+        fprintf(stderr, "pi-agent task-memory: libcurl initialisation failed\n");
+    else if (fetch_url(&req, &res) != 0)
+        fprintf(stderr, "pi-agent task-memory: %s: %s\n", redacted, res.error);
+    else if (res.status != 200)
+        fprintf(stderr, "pi-agent task-memory: %s: HTTP status %ld\n", redacted, res.status);
+    else if (metadata_parse_memory_mib(res.body ? res.body : "", res.len, &mib) != 0)
+        fprintf(stderr, "pi-agent task-memory: %s has no Limits.Memory\n", redacted);
+    else {
+        printf("%llu\n", mib);
+        rc = 0;
+    }
+    fetch_response_free(&res);
+    fetch_global_cleanup();
+    return rc;
+}

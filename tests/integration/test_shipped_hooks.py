@@ -2,10 +2,13 @@
 under Debian's dash and under BusyBox sh (what a slim image may have): the
 database wait against loopback listeners, the heap hook against fake cgroup
 files, the thread dump against a fake JVM."""
+import http.server
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -292,6 +295,77 @@ def test_heap_unreadable_limit(heap):
     assert r.returncode == 2
     assert "unexpected memory limit" in r.stderr
     assert text == ""
+
+
+@pytest.fixture
+def task_metadata():
+    """A task-metadata endpoint on loopback: serves /v4/x/task with the
+    given document (a dict), or a status code; counts the requests."""
+    state = {"doc": None, "status": 200, "requests": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            state["requests"].append(self.path)
+            body = json.dumps(state["doc"]).encode() if self.path == "/v4/x/task" else b"{}"
+            self.send_response(state["status"] if self.path == "/v4/x/task" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state["uri"] = f"http://127.0.0.1:{server.server_port}/v4/x"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_heap_from_task_metadata_when_the_cgroup_has_no_limit(heap, task_metadata):
+    task_metadata["doc"] = {"TaskARN": "arn:aws:ecs:eu-west-2:1:task/c/abc",
+                            "Limits": {"CPU": 1, "Memory": 4096}}
+    r, text = heap(v2="max", ECS_CONTAINER_METADATA_URI_V4=task_metadata["uri"],
+                   PI_AGENT_BIN=AGENT)
+    assert r.returncode == 0, r.stderr
+    assert text == "CATALINA_OPTS=-Xmx3072m\n"
+    assert "task metadata Limits.Memory" in r.stdout and "4096 MiB" in r.stdout
+    assert task_metadata["requests"] == ["/v4/x/task"]
+
+
+def test_heap_prefers_the_cgroup_limit_over_task_metadata(heap, task_metadata):
+    task_metadata["doc"] = {"Limits": {"Memory": 8192}}
+    r, text = heap(v2=2048 * MiB, ECS_CONTAINER_METADATA_URI_V4=task_metadata["uri"],
+                   PI_AGENT_BIN=AGENT)
+    assert r.returncode == 0, r.stderr
+    assert text == "CATALINA_OPTS=-Xmx1536m\n"
+    assert "the container's 2048 MiB limit" in r.stdout
+    assert task_metadata["requests"] == []
+
+
+@pytest.mark.parametrize("doc,status", [({"Limits": {"CPU": 1}}, 200), ({"Limits": {"Memory": 4096}}, 500),
+                                        ({"Limits": {"Memory": "lots"}}, 200)])
+def test_heap_without_a_task_memory_limit_keeps_the_jvm_default(heap, task_metadata, doc, status):
+    task_metadata["doc"] = doc
+    task_metadata["status"] = status
+    r, text = heap(v2="max", ECS_CONTAINER_METADATA_URI_V4=task_metadata["uri"],
+                   PI_AGENT_BIN=AGENT)
+    assert r.returncode == 0, r.stderr
+    assert text == ""
+    assert "task metadata gave no memory limit" in r.stdout
+    assert "leaving the JVM's default heap" in r.stdout
+
+
+def test_task_memory_command(task_metadata):
+    task_metadata["doc"] = {"Limits": {"CPU": 0.5, "Memory": 2048}}
+    r = subprocess.run([str(AGENT), "task-memory"], capture_output=True, text=True, timeout=10,
+                       env=hook_env(ECS_CONTAINER_METADATA_URI_V4=task_metadata["uri"]))
+    assert (r.returncode, r.stdout) == (0, "2048\n"), r.stderr
+    r = subprocess.run([str(AGENT), "task-memory"], capture_output=True, text=True, timeout=10,
+                       env=hook_env())
+    assert r.returncode == 1 and "ECS_CONTAINER_METADATA_URI_V4 is not set" in r.stderr
 
 
 def test_heap_needs_the_env_file(heap):
