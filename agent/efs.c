@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "efs_scan.h"
 #include "efs_seed.h"
 #include "fsafe.h"
+#include "efs_share.h"
 #include "log.h"
 #include "loop.h"
 #include "state.h"
@@ -845,7 +847,161 @@ struct scan_report {
     uint64_t errors;
     char first_error[256];
     struct efs_state st;
+    bool shared;              /* the figures are another task's walk */
+    double shared_age_s;      /* how old that walk was */
+    char share_error[256];    /* why the fleet's record could not be used or written */
 };
+
+#define SHARE_TMP_PREFIX ".scan.tmp."
+
+/* Reads the fleet's record (at most EFS_SHARE_MAX bytes, a regular file,
+ * never through a link). */
+static int read_share_record(int agentfd, struct efs_share_record *r)
+{
+    char buf[EFS_SHARE_MAX + 1];
+    int fd = openat(agentfd, "scan", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= EFS_SHARE_MAX)
+        n = pread(fd, buf, EFS_SHARE_MAX, 0);
+    close(fd);
+    return n > 0 ? efs_share_parse(buf, (size_t)n, r) : -1;
+}
+
+/* Writes the record through a random O_EXCL temporary, fsync and rename.
+ * Only the lock holder writes: a temporary found under the lock is a
+ * leftover of a killed writer. */
+static int write_share_record(int agentfd, const struct efs_share_record *r, char *err, size_t cap)
+{
+    char text[EFS_SHARE_MAX], tmp[64];
+    int n = efs_share_format(r, text, sizeof(text));
+    if (n < 0) {
+        efs_fmt(err, cap, "the scan record does not fit %d bytes", EFS_SHARE_MAX);
+        return -1;
+    }
+    int dfd = fcntl(agentfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (strncmp(e->d_name, SHARE_TMP_PREFIX, sizeof(SHARE_TMP_PREFIX) - 1) == 0)
+                (void)unlinkat(agentfd, e->d_name, 0);
+        closedir(d);
+    } else if (dfd >= 0) {
+        close(dfd);
+    }
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+        rnd = wall_now_ms() ^ ((uint64_t)getpid() << 32);
+    snprintf(tmp, sizeof(tmp), SHARE_TMP_PREFIX "%016llx", (unsigned long long)rnd);
+    int fd = openat(agentfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        efs_fmt(err, cap, "%s/%s: cannot create: %s", rt.cfg->root, EFS_AGENT_DIR, strerror(errno));
+        return -1;
+    }
+    const char *step = NULL;
+    if (worker_write_all(fd, text, (size_t)n) != 0)
+        step = "write";
+    else if (fsync(fd) != 0)
+        step = "fsync";
+    else if (renameat(agentfd, tmp, agentfd, "scan") != 0)
+        step = "rename";
+    int saved = errno;
+    close(fd);
+    if (step) {
+        (void)unlinkat(agentfd, tmp, 0);
+        efs_fmt(err, cap, "%s/%s: cannot write (%s): %s", rt.cfg->root, EFS_SHARE_RECORD, step,
+                 strerror(saved));
+        return -1;
+    }
+    return 0;
+}
+
+static void measure_into(struct scan_report *rep)
+{
+    rep->rc = efs_measure(rt.cfg, &rt.plan, &rep->st, &rep->errors, rep->first_error,
+                          sizeof(rep->first_error));
+}
+
+/* One walk per interval for the fleet: under the scan lock, a record
+ * younger than the interval stands for a walk; else this task walks and
+ * leaves its figures for the others. Any trouble with the shared files
+ * (a link, a foreign owner, no lock) means a walk of its own. */
+static void measure_shared(struct scan_report *rep)
+{
+    char *err = rep->share_error;
+    size_t cap = sizeof(rep->share_error);
+    int rootfd = open(rt.cfg->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int agentfd = rootfd >= 0 ? openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                                               O_CLOEXEC)
+                              : -1;
+    int lockfd = -1;
+    struct stat st;
+    if (rootfd >= 0)
+        close(rootfd);
+    if (agentfd < 0) {
+        efs_fmt(err, cap, "%s/%s: cannot open: %s", rt.cfg->root, EFS_AGENT_DIR, strerror(errno));
+        measure_into(rep);
+        return;
+    }
+    if (fstat(agentfd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 022)) {
+        efs_fmt(err, cap, "%s/%s is not owned by uid %u alone: the fleet's scan record is not "
+                 "used", rt.cfg->root, EFS_AGENT_DIR, (unsigned)geteuid());
+        close(agentfd);
+        measure_into(rep);
+        return;
+    }
+    lockfd = openat(agentfd, "scan.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    int rc = -1;
+    if (lockfd >= 0 && fstat(lockfd, &st) == 0 && S_ISREG(st.st_mode))
+        while ((rc = fcntl(lockfd, F_SETLKW, &fl)) < 0 && errno == EINTR)
+            ;
+    if (rc != 0) {
+        efs_fmt(err, cap, "%s/%s: cannot lock: %s", rt.cfg->root, EFS_SHARE_LOCK, strerror(errno));
+        if (lockfd >= 0)
+            close(lockfd);
+        close(agentfd);
+        measure_into(rep);
+        return;
+    }
+    struct efs_share_record r;
+    uint64_t now = wall_now_ms();
+    if (read_share_record(agentfd, &r) == 0 &&
+        efs_share_usable(&r, rt.plan.names, rt.plan.nscan, now,
+                         (uint64_t)rt.cfg->scan_interval_s * 1000u)) {
+        rep->rc = 0;
+        rep->shared = true;
+        rep->shared_age_s = (double)(now - r.time_ms) / 1000.0;
+        rep->st.total_bytes = r.total_bytes;
+        rep->st.files = r.files;
+        rep->st.budget_bytes = rt.cfg->budget_bytes;
+        rep->st.scan_seconds = r.scan_seconds;
+        rep->st.nfolders = r.nfolders;
+        memcpy(rep->st.folders, r.folders, sizeof(rep->st.folders));
+        rep->st.scanned = true;
+        rep->errors = r.errors;
+    } else {
+        measure_into(rep);
+        if (rep->rc == 0) {
+            memset(&r, 0, sizeof(r));
+            r.time_ms = wall_now_ms();
+            r.total_bytes = rep->st.total_bytes;
+            r.files = rep->st.files;
+            r.errors = rep->errors;
+            r.scan_seconds = rep->st.scan_seconds;
+            r.nfolders = rep->st.nfolders;
+            memcpy(r.folders, rep->st.folders, sizeof(r.folders));
+            (void)write_share_record(agentfd, &r, err, cap);
+        }
+    }
+    fl.l_type = F_UNLCK;
+    (void)fcntl(lockfd, F_SETLK, &fl);
+    close(lockfd);
+    close(agentfd);
+}
 
 static int scan_work(void *arg, int out_fd)
 {
@@ -858,8 +1014,12 @@ static int scan_work(void *arg, int out_fd)
     if (!rep)
         return 1;
     rep->magic = EFS_REPORT_MAGIC;
-    rep->rc = efs_measure(rt.cfg, &rt.plan, &rep->st, &rep->errors, rep->first_error,
-                          sizeof(rep->first_error));
+    /* The root is shared by every task only in managed mode; a first-scan-
+     * only configuration has no interval to share within. */
+    if (strcmp(rt.state->efs.mode, "managed") == 0 && rt.cfg->scan_interval_s > 0)
+        measure_shared(rep);
+    else
+        measure_into(rep);
     int ok = worker_write_all(out_fd, rep, sizeof(*rep)) == 0;
     free(rep);
     return ok ? 0 : 1;
@@ -922,8 +1082,12 @@ static void scan_done(struct loop *loop, const struct worker_result *res, void *
     for (int i = 0; i < st->nfolders; i++)
         log_debug("storage folder usage", LF_STR("folder", st->folders[i].name),
                   LF_INT("bytes", st->folders[i].bytes), LF_INT("files", st->folders[i].files));
+    if (rep->share_error[0])
+        log_warn("storage scan record not shared", LF_STR("error", rep->share_error));
     const struct log_field fields[] = {
         LF_STR("state", budget),
+        LF_STR("scan", rep->shared ? "shared" : "walked"),
+        LF_DOUBLE("scan_age_s", rep->shared ? rep->shared_age_s : 0.0),
         LF_INT("total_bytes", st->total_bytes),
         LF_INT("budget_bytes", st->budget_bytes),
         LF_INT("files", st->files),
