@@ -9,8 +9,10 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "config.h"
+#include "exit_history.h"
 #include "efs.h"
 #include "health.h"
 #include "hooks.h"
@@ -189,6 +191,41 @@ static void check_run_as(struct checker *c, const struct efs_config *efs,
              efs->root, run_as->user[0] ? run_as->user : "the run-as user");
 }
 
+/* The last five run records, newest first: information, not a check. */
+static void print_runs(struct checker *c, const struct efs_config *efs, const char *run_dir)
+{
+    struct exit_history h;
+    char err[600];
+    static struct exit_summary sum;
+    if (exit_history_open(&h, efs->root, efs->mode != EFS_MODE_OFF, run_dir, false, err,
+                          sizeof(err)) != 0) {
+        fprintf(c->out, "info  %-18s none kept yet (%s)\n", "runs", err);
+        return;
+    }
+    if (exit_history_read(h.dirfd, "", "", (uint64_t)time(NULL) * 1000u, false, &sum) != 0) {
+        fprintf(c->out, "info  %-18s cannot read %s\n", "runs", h.dir);
+        exit_history_close(&h);
+        return;
+    }
+    fprintf(c->out, "info  %-18s %u record(s) in %s, %u abnormal end(s) in the last hour\n", "runs",
+            sum.records, h.dir, sum.recent_abnormal);
+    for (int i = 0; i < sum.nnewest; i++) {
+        const struct exit_entry *e = &sum.newest[i];
+        char when[32] = "?";
+        time_t t = (time_t)(e->rec.start_ms / 1000u);
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (e->running)
+            fprintf(c->out, "info  %-18s %s task %s: running\n", "run", when, e->rec.task);
+        else
+            fprintf(c->out, "info  %-18s %s task %s: %s, exit %d, ran %s%lld s%s%s\n", "run", when,
+                    e->rec.task, e->rec.reason, e->rec.exit_status, e->killed ? "at least " : "",
+                    exit_entry_ran_s(e), e->rec.detail[0] ? ": " : "", e->rec.detail);
+    }
+    exit_history_close(&h);
+}
+
 int check_run(FILE *out)
 {
     struct checker c = { .out = out };
@@ -228,6 +265,7 @@ int check_run(FILE *out)
                  efs.housekeeping.log_dir, efs.housekeeping.retention_days);
         else
             line(&c, EFS_OK, "housekeeping", "off (PI_AGENT_LOG_RETENTION_DAYS=0)");
+        print_runs(&c, &efs, licence.run_dir);
     }
     fprintf(out, "check: %d ok, %d warning(s), %d failure(s)\n", c.ok, c.warn, c.fail);
     fflush(out);
