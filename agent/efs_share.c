@@ -26,7 +26,10 @@ int efs_share_format(const struct efs_share_record *r, char *buf, size_t cap)
             return -1;
         n += (size_t)w;
     }
-    return (int)n;
+    if (cap - n < 5)
+        return -1;
+    memcpy(buf + n, "end\n", 5);
+    return (int)n + 4;
 }
 
 /* A whole number of at most 19 digits, the whole of [p, e). */
@@ -76,6 +79,7 @@ int efs_share_parse(const char *text, size_t len, struct efs_share_record *out)
 {
     enum { T = 1, B = 2, F = 4, E = 8, S = 16, ALL = 31 };
     unsigned seen = 0;
+    bool complete = false;
     const char *p = text, *end = text + len;
 
     memset(out, 0, sizeof *out);
@@ -84,8 +88,13 @@ int efs_share_parse(const char *text, size_t len, struct efs_share_record *out)
     p += sizeof MAGIC;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL)
-            return -1; /* a record ends with a line feed: a cut one is not used */
+        if (nl == NULL || complete)
+            return -1; /* a record ends with "end" and a line feed: a cut one is not used */
+        if (nl - p == 3 && memcmp(p, "end", 3) == 0) {
+            complete = true;
+            p = nl + 1;
+            continue;
+        }
         const char *sp = memchr(p, ' ', (size_t)(nl - p));
         if (sp == NULL)
             return -1;
@@ -123,7 +132,7 @@ int efs_share_parse(const char *text, size_t len, struct efs_share_record *out)
             return -1;
         p = nl + 1;
     }
-    return seen == ALL && out->time_ms > 0 ? 0 : -1;
+    return complete && seen == ALL && out->time_ms > 0 ? 0 : -1;
 }
 
 bool efs_share_usable(const struct efs_share_record *r, const char (*names)[EFS_NAME_MAX + 1],

@@ -33,6 +33,7 @@ struct efs_share_record {
  *   pi-agent-scan/1
  *   time_ms N / total_bytes N / files N / errors N / scan_seconds D
  *   folder NAME BYTES FILES      (one line per folder, in plan order)
+ *   end
  * Returns the length, or -1 when cap is too small. */
 int efs_share_format(const struct efs_share_record *r, char *buf, size_t cap);
 

@@ -249,6 +249,6 @@ void exit_decide(const struct exit_facts *f, const char **reason, int *exit_stat
         *reason = EXIT_REASON_SIGNAL;
     else
         *reason = EXIT_REASON_EXITED;
-    if (requested_ok && f->stop_exit_status >= 0)
+    if (strcmp(*reason, EXIT_REASON_STOPPED) == 0 && f->stop_exit_status >= 0)
         *exit_status = f->stop_exit_status;
 }
