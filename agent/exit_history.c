@@ -290,8 +290,9 @@ int exit_history_read(int dirfd, const char *own_name, const char *family, uint6
     closedir(d);
     qsort(names, n, sizeof *names, cmp_names_desc); /* newest first: names start with the time */
 
-    /* Keep counts this run's own record among the kept ones. */
-    size_t keep = own_name && own_name[0] ? EXIT_HISTORY_KEEP - 1 : EXIT_HISTORY_KEEP;
+    /* The reader that prunes writes (or has written) its own record, which
+     * is not among names: it is the hundredth. */
+    size_t keep = prune ? EXIT_HISTORY_KEEP - 1 : (size_t)-1;
     for (size_t i = 0; i < n; i++) {
         struct exit_entry e;
         if (i >= keep) {
