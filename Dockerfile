@@ -49,8 +49,10 @@ LABEL org.opencontainers.image.title="Panintelligence dashboard with pi-agent" \
       org.opencontainers.image.version="${PI_AGENT_VERSION}" \
       org.opencontainers.image.base.name="${PI_DASHBOARD_IMAGE}"
 # Docker and compose use this; ECS has its own healthCheck with the same command.
+# Liveness, not readiness: a container check that fails gets the task replaced,
+# which cures a hung JVM but not a licence or storage problem (docs/health.md).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["/usr/local/bin/pi-agent", "health"]
+    CMD ["/usr/local/bin/pi-agent", "health", "--live"]
 # pi-agent drains on SIGTERM, then stops Tomcat within PI_AGENT_STOP_GRACE_SECONDS.
 STOPSIGNAL SIGTERM
 EXPOSE 8224 8225

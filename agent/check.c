@@ -191,7 +191,8 @@ static void check_run_as(struct checker *c, const struct efs_config *efs,
              efs->root, run_as->user[0] ? run_as->user : "the run-as user");
 }
 
-/* The last five run records, newest first: information, not a check. */
+/* The last five run records, newest first. Reading them is the check (ok);
+ * how those runs ended is history, not a reason to fail this one. */
 static void print_runs(struct checker *c, const struct efs_config *efs, const char *run_dir)
 {
     struct exit_history h;
@@ -199,16 +200,16 @@ static void print_runs(struct checker *c, const struct efs_config *efs, const ch
     static struct exit_summary sum;
     if (exit_history_open(&h, efs->root, efs->mode != EFS_MODE_OFF, run_dir, false, err,
                           sizeof(err)) != 0) {
-        fprintf(c->out, "info  %-18s none kept yet (%s)\n", "runs", err);
+        line(c, EFS_OK, "runs", "none kept yet (%s)", err);
         return;
     }
     if (exit_history_read(h.dirfd, "", "", (uint64_t)time(NULL) * 1000u, false, &sum) != 0) {
-        fprintf(c->out, "info  %-18s cannot read %s\n", "runs", h.dir);
+        line(c, EFS_WARN, "runs", "cannot read %s", h.dir);
         exit_history_close(&h);
         return;
     }
-    fprintf(c->out, "info  %-18s %u record(s) in %s, %u abnormal end(s) in the last hour\n", "runs",
-            sum.records, h.dir, sum.recent_abnormal);
+    line(c, EFS_OK, "runs", "%u record(s) in %s, %u abnormal end(s) in the last hour", sum.records,
+         h.dir, sum.recent_abnormal);
     for (int i = 0; i < sum.nnewest; i++) {
         const struct exit_entry *e = &sum.newest[i];
         char when[32] = "?";
@@ -217,11 +218,11 @@ static void print_runs(struct checker *c, const struct efs_config *efs, const ch
         if (gmtime_r(&t, &tm))
             strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
         if (e->running)
-            fprintf(c->out, "info  %-18s %s task %s: running\n", "run", when, e->rec.task);
+            line(c, EFS_OK, "run", "%s task %s: running", when, e->rec.task);
         else
-            fprintf(c->out, "info  %-18s %s task %s: %s, exit %d, ran %s%lld s%s%s\n", "run", when,
-                    e->rec.task, e->rec.reason, e->rec.exit_status, e->killed ? "at least " : "",
-                    exit_entry_ran_s(e), e->rec.detail[0] ? ": " : "", e->rec.detail);
+            line(c, EFS_OK, "run", "%s task %s: %s, exit %d, ran %s%lld s%s%s", when, e->rec.task,
+                 e->rec.reason, e->rec.exit_status, e->killed ? "at least " : "",
+                 exit_entry_ran_s(e), e->rec.detail[0] ? ": " : "", e->rec.detail);
     }
     exit_history_close(&h);
 }

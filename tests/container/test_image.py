@@ -32,7 +32,7 @@ def test_image_configuration(images):
     cfg = inspect_image(IMAGE)["Config"]
     assert cfg["Entrypoint"] == ["/usr/local/bin/pi-agent"]
     assert cfg["Cmd"] == [CATALINA, "run"]
-    assert cfg["Healthcheck"]["Test"] == ["CMD", "/usr/local/bin/pi-agent", "health"]
+    assert cfg["Healthcheck"]["Test"] == ["CMD", "/usr/local/bin/pi-agent", "health", "--live"]
     assert cfg["StopSignal"] == "SIGTERM"
     labels = cfg["Labels"]
     version = (ROOT / "VERSION").read_text().strip()

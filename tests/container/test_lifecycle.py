@@ -1,5 +1,5 @@
 """pi-agent as the container's PID 1: Tomcat under it, docker stop drains and
-stops Tomcat within the grace, and Docker's HEALTHCHECK uses `pi-agent health`."""
+stops Tomcat within the grace, and Docker's HEALTHCHECK uses `pi-agent health --live`."""
 import json
 import subprocess
 
@@ -61,20 +61,22 @@ def test_healthcheck_becomes_healthy(dashboards):
     assert last["ExitCode"] == 0
 
 
-def test_healthcheck_reports_unhealthy_when_tomcat_never_answers(dashboards):
-    # The probe asks a port nothing listens on: /health stays 503, and with
-    # a 1 s start period (0 would mean the image's 120 s) Docker marks the
-    # container unhealthy.
-    d = dashboards("unhealthy", env={"PI_EFS_MODE": "off",
+def test_healthcheck_reports_unhealthy_when_tomcat_never_becomes_ready(dashboards):
+    # The probe asks a port nothing listens on: /health stays 503. The
+    # container check asks liveness: healthy while Tomcat runs within its
+    # startup budget, unhealthy once PI_AGENT_STARTUP_TIMEOUT_SECONDS ran out
+    # (a 1 s start period: 0 would mean the image's 120 s).
+    d = dashboards("unhealthy", env={"PI_EFS_MODE": "off", "PI_AGENT_STARTUP_TIMEOUT_SECONDS": "8",
                                      "PI_AGENT_PROBE_URL": "http://127.0.0.1:9/pi/version"},
                    extra_args=["--health-start-period", "1s", "--health-interval", "2s",
                                "--health-retries", "2"]).start()
 
     def health_status():
         return d.inspect()["State"].get("Health", {}).get("Status")
+    wait_for(lambda: health_status() == "healthy", 60, interval=0.5, what="docker health healthy")
     wait_for(lambda: health_status() == "unhealthy", 90, interval=1, what="docker health unhealthy")
     last = d.inspect()["State"]["Health"]["Log"][-1]
-    assert last["ExitCode"] == 1
+    assert last["ExitCode"] == 1 and "startup-timeout" in last["Output"]
     assert d.running()  # unhealthy is reported, not acted on by the agent
 
 

@@ -312,7 +312,7 @@ def test_records_across_runs_on_efs(efs, tmp_path):
     # check prints them, newest first
     c = subprocess.run([str(AGENT), "check"], capture_output=True, text=True, timeout=30,
                        env=env)
-    runs = [l for l in c.stdout.splitlines() if l.startswith("info  run ")]
+    runs = [l for l in c.stdout.splitlines() if l.startswith("ok    run ")]
     assert len(runs) == 4
     assert "killed, exit 137, ran at least" in runs[2]
     assert "exited, exit 3" in runs[3]
