@@ -768,6 +768,7 @@ static struct {
     struct agent_state *state;
     bool scanning;
     unsigned seed;
+    uint64_t writer;  /* this agent's id in the fleet's scan record */
 } rt;
 
 int efs_start(const struct efs_config *cfg, const struct run_as *run_as, struct agent_state *state)
@@ -970,7 +971,7 @@ static void measure_shared(struct scan_report *rep)
     struct efs_share_record r;
     uint64_t now = wall_now_ms();
     if (read_share_record(agentfd, &r) == 0 &&
-        efs_share_usable(&r, rt.plan.names, rt.plan.nscan, now,
+        efs_share_usable(&r, rt.writer, rt.plan.names, rt.plan.nscan, now,
                          (uint64_t)rt.cfg->scan_interval_s * 1000u)) {
         rep->rc = 0;
         rep->shared = true;
@@ -988,6 +989,7 @@ static void measure_shared(struct scan_report *rep)
         if (rep->rc == 0) {
             memset(&r, 0, sizeof(r));
             r.time_ms = wall_now_ms();
+            r.writer = rt.writer;
             r.total_bytes = rep->st.total_bytes;
             r.files = rep->st.files;
             r.errors = rep->errors;
@@ -1140,6 +1142,8 @@ int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_sta
     /* Every agent is PID 1 and tasks start together: only randomness spreads them. */
     if (getrandom(&rt.seed, sizeof(rt.seed), 0) != (ssize_t)sizeof(rt.seed))
         rt.seed = (unsigned)wall_now_ms();
+    if (getrandom(&rt.writer, sizeof(rt.writer), 0) != (ssize_t)sizeof(rt.writer))
+        rt.writer = wall_now_ms() ^ ((uint64_t)getpid() << 40) ^ rt.seed;
     int rc = 0;
     if (housekeeping_attach(loop, &cfg->housekeeping) < 0) {
         log_error("cannot schedule log housekeeping");

@@ -10,9 +10,9 @@
 int efs_share_format(const struct efs_share_record *r, char *buf, size_t cap)
 {
     size_t n = 0;
-    int w = snprintf(buf, cap, MAGIC "\ntime_ms %llu\ntotal_bytes %llu\nfiles %llu\nerrors %llu\n"
-                               "scan_seconds %.6f\n",
-                     (unsigned long long)r->time_ms, (unsigned long long)r->total_bytes,
+    int w = snprintf(buf, cap, MAGIC "\nwriter %016llx\ntime_ms %llu\ntotal_bytes %llu\nfiles %llu\n"
+                               "errors %llu\nscan_seconds %.6f\n",
+                     (unsigned long long)r->writer, (unsigned long long)r->time_ms, (unsigned long long)r->total_bytes,
                      (unsigned long long)r->files, (unsigned long long)r->errors, r->scan_seconds);
     if (w < 0 || (size_t)w >= cap)
         return -1;
@@ -42,6 +42,21 @@ static int parse_u64(const char *p, const char *e, uint64_t *out)
         if (*p < '0' || *p > '9')
             return -1;
         v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_hex64(const char *p, const char *e, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (e - p != 16)
+        return -1;
+    for (; p < e; p++) {
+        int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v << 4 | (uint64_t)d;
     }
     *out = v;
     return 0;
@@ -77,7 +92,7 @@ static bool name_ok(const char *p, const char *e)
 
 int efs_share_parse(const char *text, size_t len, struct efs_share_record *out)
 {
-    enum { T = 1, B = 2, F = 4, E = 8, S = 16, ALL = 31 };
+    enum { T = 1, B = 2, F = 4, E = 8, S = 16, WR = 32, ALL = 63 };
     unsigned seen = 0;
     bool complete = false;
     const char *p = text, *end = text + len;
@@ -102,7 +117,9 @@ int efs_share_parse(const char *text, size_t len, struct efs_share_record *out)
         const char *v = sp + 1;
 #define KEY(k) (klen == sizeof(k) - 1 && memcmp(p, k, klen) == 0)
         int rc = 0;
-        if (KEY("time_ms"))
+        if (KEY("writer"))
+            rc = parse_hex64(v, nl, &out->writer), seen |= WR;
+        else if (KEY("time_ms"))
             rc = parse_u64(v, nl, &out->time_ms), seen |= T;
         else if (KEY("total_bytes"))
             rc = parse_u64(v, nl, &out->total_bytes), seen |= B;
@@ -135,10 +152,11 @@ int efs_share_parse(const char *text, size_t len, struct efs_share_record *out)
     return complete && seen == ALL && out->time_ms > 0 ? 0 : -1;
 }
 
-bool efs_share_usable(const struct efs_share_record *r, const char (*names)[EFS_NAME_MAX + 1],
-                      int n, uint64_t now_ms, uint64_t interval_ms)
+bool efs_share_usable(const struct efs_share_record *r, uint64_t self,
+                      const char (*names)[EFS_NAME_MAX + 1], int n, uint64_t now_ms,
+                      uint64_t interval_ms)
 {
-    if (interval_ms == 0 || r->time_ms > now_ms || now_ms - r->time_ms >= interval_ms ||
+    if (interval_ms == 0 || r->writer == self || r->time_ms > now_ms || now_ms - r->time_ms >= interval_ms ||
         r->nfolders != n)
         return false;
     for (int i = 0; i < n; i++)

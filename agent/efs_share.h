@@ -23,6 +23,7 @@
 /* The figures of one walk, as kept on EFS. */
 struct efs_share_record {
     uint64_t time_ms;         /* wall clock when the walk finished */
+    uint64_t writer;          /* random id of the agent that walked */
     uint64_t total_bytes, files, errors;
     double scan_seconds;
     int nfolders;
@@ -31,7 +32,7 @@ struct efs_share_record {
 
 /* Pure: renders r as text:
  *   pi-agent-scan/1
- *   time_ms N / total_bytes N / files N / errors N / scan_seconds D
+ *   writer HEX / time_ms N / total_bytes N / files N / errors N / scan_seconds D
  *   folder NAME BYTES FILES      (one line per folder, in plan order)
  *   end
  * Returns the length, or -1 when cap is too small. */
@@ -41,10 +42,13 @@ int efs_share_format(const struct efs_share_record *r, char *buf, size_t cap);
  * -1 when it is not a complete record of this format. */
 int efs_share_parse(const char *text, size_t len, struct efs_share_record *out);
 
-/* Pure: true when r can stand for a walk of the folders names[0..n) at
- * now_ms: the same folders in the same order, and younger than interval_ms
- * (a record from the future, a clock step, is not trusted). */
-bool efs_share_usable(const struct efs_share_record *r, const char (*names)[EFS_NAME_MAX + 1], int n,
-                      uint64_t now_ms, uint64_t interval_ms);
+/* Pure: true when r can stand for a walk of the folders names[0..n) by the
+ * agent whose id is self at now_ms: another agent's walk (a task's own last
+ * walk is always older than its next scan is due: it walks again), of the
+ * same folders in the same order, younger than interval_ms (a record from
+ * the future, a clock step, is not trusted). */
+bool efs_share_usable(const struct efs_share_record *r, uint64_t self,
+                      const char (*names)[EFS_NAME_MAX + 1], int n, uint64_t now_ms,
+                      uint64_t interval_ms);
 
 #endif

@@ -441,7 +441,8 @@ def test_a_stale_or_foreign_scan_record_means_a_walk(efs, tmp_path):
     # an old record (an hour ago), a forged one would say 0 bytes
     old = int(time.time() * 1000) - 3600 * 1000
     (root / ".pi-agent" / "scan").write_text(
-        f"pi-agent-scan/1\ntime_ms {old}\ntotal_bytes 0\nfiles 0\nerrors 0\nscan_seconds 0\nend\n")
+        f"pi-agent-scan/1\nwriter 0123456789abcdef\ntime_ms {old}\ntotal_bytes 0\nfiles 0\nerrors 0\n"
+        "scan_seconds 0\nend\n")
     r = Run(["--", "sleep", "30"], env)
     try:
         first = r.wait_for(lambda: [x for x in r.records() if x.get("scan")], "first scan")[0]

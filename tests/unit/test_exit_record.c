@@ -261,6 +261,7 @@ static void test_share_round_trip(void **s)
     struct efs_share_record r, back;
     memset(&r, 0, sizeof r);
     r.time_ms = 1796000000123ull;
+    r.writer = 0xfedcba9876543210ull;
     r.total_bytes = 123456789;
     r.files = 4242;
     r.errors = 1;
@@ -277,6 +278,7 @@ static void test_share_round_trip(void **s)
     assert_true(n > 0);
     assert_int_equal(efs_share_parse(buf, (size_t)n, &back), 0);
     assert_true(back.time_ms == r.time_ms && back.total_bytes == r.total_bytes);
+    assert_true(back.writer == r.writer);
     assert_true(back.files == r.files && back.errors == 1 && back.nfolders == 2);
     assert_string_equal(back.folders[1].name, "custom_jdbc");
     assert_true(back.folders[1].files == 4239);
@@ -293,21 +295,23 @@ static void test_share_parse_rejects(void **s)
     struct efs_share_record r;
     static const char *const bad[] = {
         "pi-agent-scan/2\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\n",
-        "pi-agent-scan/1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\n",
-        "pi-agent-scan/1\ntime_ms 0\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes -1\nfiles 1\nerrors 0\nscan_seconds 1\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 99999999999999999999\nfiles 1\nerrors 0\nscan_seconds 1\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds nan\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nfolder ../x 1 1\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nfolder x 1\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nnokey\nend\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\n",
-        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nend\nfolder x 1 1\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 0\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes -1\nfiles 1\nerrors 0\nscan_seconds 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes 99999999999999999999\nfiles 1\nerrors 0\nscan_seconds 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds nan\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nfolder ../x 1 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nfolder x 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nnokey\nend\n",
+        "pi-agent-scan/1\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000AA\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nend\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\n",
+        "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 1\ntotal_bytes 1\nfiles 1\nerrors 0\nscan_seconds 1\nend\nfolder x 1 1\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (efs_share_parse(bad[i], strlen(bad[i]), &r) == 0)
             fail_msg("accepted: %s", bad[i]);
-    const char *good = "pi-agent-scan/1\ntime_ms 5\ntotal_bytes 1\nfiles 1\nerrors 0\n"
+    const char *good = "pi-agent-scan/1\nwriter 00000000000000aa\ntime_ms 5\ntotal_bytes 1\nfiles 1\nerrors 0\n"
                        "scan_seconds 0.25\nlater_key whatever\nfolder keys 1 1\nend\n";
     assert_int_equal(efs_share_parse(good, strlen(good), &r), 0);
     assert_int_equal(r.nfolders, 1);
@@ -319,17 +323,19 @@ static void test_share_usable(void **s)
     struct efs_share_record r;
     memset(&r, 0, sizeof r);
     r.time_ms = 100000;
+    r.writer = 7;
     r.nfolders = 2;
     snprintf(r.folders[0].name, sizeof r.folders[0].name, "themes");
     snprintf(r.folders[1].name, sizeof r.folders[1].name, "keys");
     char names[2][EFS_NAME_MAX + 1] = { "themes", "keys" };
-    assert_true(efs_share_usable(&r, names, 2, 100000 + 9999, 10000));
-    assert_false(efs_share_usable(&r, names, 2, 100000 + 10000, 10000)); /* as old as the interval */
-    assert_false(efs_share_usable(&r, names, 2, 99999, 10000));          /* from the future */
-    assert_false(efs_share_usable(&r, names, 2, 100001, 0));             /* no interval */
-    assert_false(efs_share_usable(&r, names, 1, 100001, 10000));         /* other folders */
+    assert_true(efs_share_usable(&r, 8, names, 2, 100000 + 9999, 10000));
+    assert_false(efs_share_usable(&r, 8, names, 2, 100000 + 10000, 10000)); /* as old as the interval */
+    assert_false(efs_share_usable(&r, 7, names, 2, 100001, 10000));         /* its own walk */
+    assert_false(efs_share_usable(&r, 8, names, 2, 99999, 10000));          /* from the future */
+    assert_false(efs_share_usable(&r, 8, names, 2, 100001, 0));             /* no interval */
+    assert_false(efs_share_usable(&r, 8, names, 1, 100001, 10000));         /* other folders */
     char other[2][EFS_NAME_MAX + 1] = { "keys", "themes" };
-    assert_false(efs_share_usable(&r, other, 2, 100001, 10000));
+    assert_false(efs_share_usable(&r, 8, other, 2, 100001, 10000));
 }
 
 /* ---- startup budget and /live ----------------------------------------------- */
