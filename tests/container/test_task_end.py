@@ -15,6 +15,7 @@ def test_tomcat_killed_by_the_oom_killer_is_recorded_as_oom_killed(dashboards, v
     wait_for(lambda: not d.running(), 180, interval=1, what="the container to end")
     state = d.inspect()["State"]
     assert state["ExitCode"] == 137, d.logs()[-4000:]
+    assert state["OOMKilled"] is True  # the engine saw the kernel's OOM kill too
     records = d.records()
     ended = [r for r in records if r.get("msg") == "run ended"]
     assert ended, d.logs()[-4000:]
@@ -24,10 +25,10 @@ def test_tomcat_killed_by_the_oom_killer_is_recorded_as_oom_killed(dashboards, v
     exited = [r for r in records if r.get("msg") == "child exited"]
     assert exited and exited[-1].get("signal") == 9
 
-    # The next container on the same run dir tells of it.
-    nxt = dashboards("oom-next", env={"PI_EFS_MODE": "off", "PI_AGENT_RUN_DIR": "/var/pi-run",
-                                      "PI_AGENT_COMMAND": "true"},
+    # The next container on the same run dir tells of it, first thing.
+    nxt = dashboards("oom-next", env={"PI_EFS_MODE": "off", "PI_AGENT_RUN_DIR": "/var/pi-run"},
                      volumes=[f"{runs}:/var/pi-run"]).start()
-    wait_for(lambda: not nxt.running(), 60, interval=0.5, what="the next container to end")
-    prev = [r for r in nxt.records() if r.get("msg") == "previous run"]
-    assert prev and prev[0]["reason"] == "oom-killed" and prev[0]["exit_status"] == 137
+    prev = wait_for(lambda: [r for r in nxt.records() if r.get("msg") == "previous run"], 60,
+                    interval=0.5, what="the previous run line")
+    assert prev[0]["reason"] == "oom-killed" and prev[0]["exit_status"] == 137
+    assert prev[0]["level"] == "warn"
