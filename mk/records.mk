@@ -8,6 +8,7 @@
 
 TEST_PACKAGES += clang libclang-rt-14-dev libcjson-dev
 
+FUZZ_RUN_VARS += FUZZ_RECORDS_RUNS
 FUZZ_RECORDS_RUNS ?= 300000
 FUZZ_RECORDS_BIN  := $(BUILD)/fuzz/fuzz_exit_record
 FUZZ_RECORDS_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror \
