@@ -17,6 +17,7 @@
 #define AGENT_DIR ".pi-agent"
 #define RUNS_DIR "runs"
 #define TMP_PREFIX ".tmp-"
+#define LIVE_SUFFIX ".live"
 #define TMP_MAX_AGE_S 3600
 
 static uint64_t random64(void)
@@ -65,7 +66,7 @@ int exit_history_open(struct exit_history *h, const char *efs_root, bool efs_ena
     char shown[600];
     memset(h, 0, sizeof *h);
     h->dirfd = -1;
-    h->lockfd = -1;
+    h->livefd = -1;
     int base = -1, mid = -1;
 
     if (efs_enabled && efs_is_mount_point(efs_root, NULL, 0) == 1) {
@@ -100,11 +101,11 @@ int exit_history_open(struct exit_history *h, const char *efs_root, bool efs_ena
 
 void exit_history_close(struct exit_history *h)
 {
-    if (h->lockfd >= 0)
-        close(h->lockfd);
+    if (h->livefd >= 0)
+        close(h->livefd);
     if (h->dirfd >= 0)
         close(h->dirfd);
-    h->lockfd = h->dirfd = -1;
+    h->livefd = h->dirfd = -1;
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -127,7 +128,7 @@ int exit_history_write(struct exit_history *h, const struct exit_record *rec, ch
     char text[EXIT_RECORD_MAX];
     char tmp[64];
     int n = exit_record_format(rec, text, sizeof text);
-    if (h->dirfd < 0) {
+    if (h->dirfd < 0 || h->name[0] == '\0') {
         snprintf(err, cap, "no records folder");
         return -1;
     }
@@ -135,14 +136,10 @@ int exit_history_write(struct exit_history *h, const struct exit_record *rec, ch
         snprintf(err, cap, "the record does not fit %d bytes", EXIT_RECORD_MAX);
         return -1;
     }
-    if (h->name[0] == '\0')
-        snprintf(h->name, sizeof h->name, "%013llu-%016llx.json",
-                 (unsigned long long)rec->start_ms, (unsigned long long)random64());
-
     int fd = -1;
     for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
         snprintf(tmp, sizeof tmp, TMP_PREFIX "%016llx", (unsigned long long)random64());
-        fd = openat(h->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        fd = openat(h->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0 && errno != EEXIST)
             break;
     }
@@ -151,13 +148,7 @@ int exit_history_write(struct exit_history *h, const struct exit_record *rec, ch
         return -1;
     }
     const char *step = NULL;
-    bool ended = rec->end_ms != 0;
-    /* Locked before it is visible under its name: a reader never sees this
-     * run's record unheld while the run lives. */
-    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-    if (!ended && fcntl(fd, F_SETLK, &fl) != 0)
-        step = "lock";
-    else if (fchmod(fd, 0644) != 0)
+    if (fchmod(fd, 0644) != 0)
         step = "chmod";
     else if (write_all(fd, text, (size_t)n) != 0)
         step = "write";
@@ -165,22 +156,60 @@ int exit_history_write(struct exit_history *h, const struct exit_record *rec, ch
         step = "fsync";
     else if (renameat(h->dirfd, tmp, h->dirfd, h->name) != 0)
         step = "rename";
+    int saved = errno;
+    close(fd);
     if (step) {
-        int saved = errno;
         unlinkat(h->dirfd, tmp, 0);
-        close(fd);
         snprintf(err, cap, "%s/%s: cannot write (%s): %s", h->dir, h->name, step, strerror(saved));
         return -1;
     }
     (void)fsync(h->dirfd); /* best effort: the rename is what matters */
-    if (h->lockfd >= 0)
-        close(h->lockfd); /* the previous version's lock: the new one holds */
-    h->lockfd = -1;
-    if (ended)
-        close(fd);
-    else
-        h->lockfd = fd;
     return 0;
+}
+
+int exit_history_begin(struct exit_history *h, const struct exit_record *rec, char *err,
+                       size_t cap)
+{
+    char live[80];
+    if (h->dirfd < 0) {
+        snprintf(err, cap, "no records folder");
+        return -1;
+    }
+    snprintf(h->name, sizeof h->name, "%013llu-%016llx.json", (unsigned long long)rec->start_ms,
+             (unsigned long long)random64());
+    /* The lock first: a reader never sees this run's record unheld while
+     * the run lives. */
+    snprintf(live, sizeof live, "%s" LIVE_SUFFIX, h->name);
+    int fd = openat(h->dirfd, live, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    if (fd < 0 || fcntl(fd, F_SETLK, &fl) != 0) {
+        snprintf(err, cap, "%s/%s: cannot %s: %s", h->dir, live, fd < 0 ? "create" : "lock",
+                 strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlinkat(h->dirfd, live, 0);
+        }
+        h->name[0] = '\0';
+        return -1;
+    }
+    h->livefd = fd;
+    if (exit_history_write(h, rec, err, cap) != 0) {
+        exit_history_end(h);
+        h->name[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+void exit_history_end(struct exit_history *h)
+{
+    char live[80];
+    if (h->livefd < 0)
+        return;
+    snprintf(live, sizeof live, "%s" LIVE_SUFFIX, h->name);
+    (void)unlinkat(h->dirfd, live, 0);
+    close(h->livefd);
+    h->livefd = -1;
 }
 
 /* ---- reading -------------------------------------------------------------- */
@@ -207,7 +236,29 @@ static int cmp_names_desc(const void *a, const void *b)
     return strcmp(*(char *const *)b, *(char *const *)a);
 }
 
-/* Reads one record; its lock says whether its agent still runs. */
+/* True while the agent of record name holds its NAME.live. */
+static bool live_held(int dirfd, const char *name)
+{
+    char live[80];
+    snprintf(live, sizeof live, "%s" LIVE_SUFFIX, name);
+    int fd = openat(dirfd, live, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* gone: the run ended, or its agent died before it could say so */
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    bool held = fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
+    close(fd);
+    return held;
+}
+
+static void unlink_record(int dirfd, const char *name)
+{
+    char live[80];
+    snprintf(live, sizeof live, "%s" LIVE_SUFFIX, name);
+    (void)unlinkat(dirfd, live, 0);
+    (void)unlinkat(dirfd, name, 0);
+}
+
+/* Reads one record; its NAME.live says whether its agent still runs. */
 static int read_entry(int dirfd, const char *name, struct exit_entry *e)
 {
     char buf[EXIT_RECORD_MAX + 1];
@@ -229,9 +280,9 @@ static int read_entry(int dirfd, const char *name, struct exit_entry *e)
         return -1;
     }
     e->last_ms = (uint64_t)st.st_mtim.tv_sec * 1000u + (uint64_t)st.st_mtim.tv_nsec / 1000000u;
+    close(fd);
     if (e->rec.end_ms == 0) {
-        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-        if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type == F_UNLCK) {
+        if (!live_held(dirfd, name)) {
             e->killed = true;
             snprintf(e->rec.reason, sizeof e->rec.reason, "%s", EXIT_REASON_KILLED);
             e->rec.exit_status = 137;
@@ -244,7 +295,6 @@ static int read_entry(int dirfd, const char *name, struct exit_entry *e)
     } else {
         e->last_ms = e->rec.end_ms;
     }
-    close(fd);
     return 0;
 }
 
@@ -296,8 +346,10 @@ int exit_history_read(int dirfd, const char *own_name, const char *family, uint6
     for (size_t i = 0; i < n; i++) {
         struct exit_entry e;
         if (i >= keep) {
-            if (prune && unlinkat(dirfd, names[i], 0) == 0)
+            if (prune && !live_held(dirfd, names[i])) { /* a long run keeps its record */
+                unlink_record(dirfd, names[i]);
                 out->pruned++;
+            }
             continue;
         }
         if (read_entry(dirfd, names[i], &e) != 0)

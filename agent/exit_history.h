@@ -8,9 +8,11 @@
  *
  * One file per run, named START_MS-RANDOM.json. Every write goes to an
  * O_EXCL temporary with a random name, is fsynced and renamed over the
- * record. While its run lives, the record is held under an fcntl write lock
- * (NFS keeps it as long as the client lives): a record that never ended and
- * that nobody holds means that agent was killed. The newest 100 are kept. */
+ * record, so any process (a worker) can update it. While its run lives, the
+ * agent holds an fcntl write lock on NAME.live (NFS keeps it as long as the
+ * client lives; the kernel drops it when the agent dies): a record that never
+ * ended and whose NAME.live nobody holds means that agent was killed. The
+ * newest 100 are kept. */
 #ifndef PI_EXIT_HISTORY_H
 #define PI_EXIT_HISTORY_H
 
@@ -28,8 +30,8 @@ struct exit_history {
     int dirfd;            /* the records folder, -1 when none */
     char dir[512];        /* its path, for messages */
     bool on_efs;
-    char name[64];        /* this run's record, "" before the first write */
-    int lockfd;           /* this run's record while it lives, else -1 */
+    char name[64];        /* this run's record, "" before exit_history_begin */
+    int livefd;           /* NAME.live, locked while the run lives, else -1 */
 };
 
 /* Opens (creating when create is set) the records folder. Returns 0, or -1
@@ -38,10 +40,16 @@ int exit_history_open(struct exit_history *h, const char *efs_root, bool efs_ena
                       const char *run_dir, bool create, char *err, size_t cap);
 void exit_history_close(struct exit_history *h);
 
-/* Writes rec as this run's record (the first call names it). A record that
- * has not ended stays locked by this process. Returns 0, or -1 with err. */
+/* Names this run's record, takes the lock of NAME.live (kept until
+ * exit_history_end) and writes rec. Only the agent itself calls this: the
+ * lock belongs to the calling process. Returns 0, or -1 with err. */
+int exit_history_begin(struct exit_history *h, const struct exit_record *rec, char *err,
+                       size_t cap);
+/* Writes rec over this run's record (h->name set). Any process may. */
 int exit_history_write(struct exit_history *h, const struct exit_record *rec, char *err,
                        size_t cap);
+/* After the last write: NAME.live goes, and with it the lock. */
+void exit_history_end(struct exit_history *h);
 
 /* A record as read back. */
 struct exit_entry {

@@ -1,9 +1,11 @@
 /* exit_run: see exit_run.h. PID 1 has one run: its record lives here. */
 #include "exit_run.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "exit_history.h"
@@ -22,6 +24,9 @@ static struct {
     bool have_oom_base;
     uint64_t oom_base;
     bool counting;
+    struct loop *loop;
+    pid_t update_pid;     /* a worker writing an update, 0 when none */
+    bool update_pending;  /* another update came while it ran */
     struct agent_state *state;
     struct exit_run_where where;
     char efs_root[4096], run_dir[4096];
@@ -113,13 +118,66 @@ static void fill_probe(const struct agent_state *st, char *out, size_t cap)
         snprintf(out, cap, "%s", p->status);
 }
 
-static void write_record(const char *what)
+/* Updates run in a worker: a slow or hung EFS must not hold PID 1's loop.
+ * One at a time, in order; the newest state is what the next one writes. */
+struct update_args {
+    struct exit_run_where where;
+    char name[64];
+    struct exit_record rec;
+};
+
+static int update_work(void *arg, int out_fd)
 {
-    char err[600];
-    if (!run.open)
+    const struct update_args *a = arg;
+    struct exit_history h;
+    char err[600] = "";
+    int rc = exit_history_open(&h, a->where.efs_root, a->where.efs_enabled, a->where.run_dir, false,
+                               err, sizeof err);
+    if (rc == 0) {
+        snprintf(h.name, sizeof h.name, "%s", a->name);
+        rc = exit_history_write(&h, &a->rec, err, sizeof err);
+        exit_history_close(&h);
+    }
+    (void)worker_write_all(out_fd, err, strlen(err));
+    return rc == 0 ? 0 : 1;
+}
+
+static void start_update(void);
+
+static void update_done(struct loop *loop, const struct worker_result *res, void *ctx)
+{
+    (void)loop;
+    (void)ctx;
+    run.update_pid = 0;
+    if (!res->exited || res->exit_code != 0)
+        log_warn("cannot update the run record", LF_STR("folder", run.h.dir),
+                 LF_STR("error", res->data && res->data[0] ? res->data
+                                 : res->timed_out        ? "timed out"
+                                                         : "the worker failed"));
+    if (run.update_pending) {
+        run.update_pending = false;
+        start_update();
+    }
+}
+
+static void start_update(void)
+{
+    struct update_args args;
+    if (!run.open || run.loop == NULL || run.h.name[0] == '\0')
         return;
-    if (exit_history_write(&run.h, &run.rec, err, sizeof err) != 0)
-        log_warn("cannot write the run record", LF_STR("when", what), LF_STR("error", err));
+    if (run.update_pid > 0) {
+        run.update_pending = true;
+        return;
+    }
+    args.where = run.where;
+    snprintf(args.name, sizeof args.name, "%s", run.h.name);
+    args.rec = run.rec;
+    pid_t pid = worker_start(run.loop, "run-record", update_work, &args, READ_TIMEOUT_MS,
+                             update_done, NULL);
+    if (pid > 0)
+        run.update_pid = pid;
+    else
+        log_warn("cannot update the run record", LF_STR("error", "cannot start a worker"));
 }
 
 void exit_run_begin(const struct exit_run_where *where, struct agent_state *state)
@@ -168,7 +226,11 @@ void exit_run_begin(const struct exit_run_where *where, struct agent_state *stat
         }
         worker_result_free(&res);
     }
-    write_record("start");
+    if (exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0) {
+        log_warn("cannot write the run record", LF_STR("error", err));
+        exit_history_close(&run.h);
+        run.open = false;
+    }
 }
 
 void exit_run_note_ready(const struct agent_state *state)
@@ -177,7 +239,7 @@ void exit_run_note_ready(const struct agent_state *state)
         return;
     run.rec.ready_ms = wall_now_ms();
     fill_probe(state, run.rec.probe, sizeof run.rec.probe);
-    write_record("ready");
+    start_update();
 }
 
 void exit_run_note_stop(const struct agent_state *state)
@@ -186,7 +248,7 @@ void exit_run_note_stop(const struct agent_state *state)
         return;
     run.rec.stop_ms = wall_now_ms();
     fill_probe(state, run.rec.probe, sizeof run.rec.probe);
-    write_record("stop");
+    start_update();
 }
 
 /* ---- the fleet's recent abnormal ends ------------------------------------- */
@@ -224,6 +286,7 @@ static void recount_tick(struct loop *loop, void *ctx)
 int exit_run_attach(struct loop *loop, struct agent_state *state)
 {
     run.state = state;
+    run.loop = loop;
     if (!run.open)
         return 0;
     if (loop_timer_add(loop, RECOUNT_EVERY_MS, RECOUNT_EVERY_MS, recount_tick, NULL) < 0) {
@@ -278,9 +341,20 @@ int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
              (const struct log_field[]){ LF_STR("reason", reason), LF_INT("exit_status", status),
                                          LF_INT("ran_s", (run.rec.end_ms - run.rec.start_ms) / 1000u),
                                          LF_STR("detail", run.rec.detail), { 0 } });
-    write_record("end");
-    if (run.open)
+    if (run.open) {
+        char err[600];
+        /* An update still on its way must not land after the end: it was
+         * killed with the other workers; wait until it is gone. */
+        if (run.update_pid > 0)
+            while (waitpid(run.update_pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        run.update_pid = 0;
+        if (run.h.name[0] == '\0' ? exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0
+                                   : exit_history_write(&run.h, &run.rec, err, sizeof err) != 0)
+            log_warn("cannot write the run record", LF_STR("when", "end"), LF_STR("error", err));
+        exit_history_end(&run.h);
         exit_history_close(&run.h);
+    }
     run.open = false;
     return status;
 }

@@ -275,13 +275,21 @@ def test_records_across_runs_on_efs(efs, tmp_path):
     assert r1.wait() == 3
     assert not r1.find("previous run")
     assert len(runs_on(root)) == 1
-    # 2: tells of run 1, then is killed outright (SIGKILL to the agent)
-    out, args = recorder_child(tmp_path)
-    r2 = Run(args, env)
+    # 2: tells of run 1; asked to stop, its Tomcat ignores SIGTERM, and the
+    # agent is killed outright (SIGKILL) within the grace, as ECS does when
+    # stopTimeout is shorter than drain + grace
+    out, args = recorder_child(tmp_path, "ignore-term")
+    r2 = Run(args, dict(env, PI_AGENT_STOP_GRACE_SECONDS="60"))
     prev = r2.wait_for_log("previous run")[0]
     assert (prev["reason"], prev["exit_status"], prev["ran_s"]) == ("exited", 3, 0)
     assert prev["task"] and prev["level"] == "warn"
     wait_for(lambda: (tmp_path / "signals.ready").exists(), what="child ready")
+    r2.signal_agent(signal.SIGTERM)
+    r2.wait_for_log("stopping the child")
+    # the stop request reaches the record while the run lives (a worker writes it)
+    newest = lambda: json.loads(runs_on(root)[-1].read_text())  # noqa: E731
+    wait_for(lambda: newest()["stop_ms"], what="stop_ms in the live record")
+    assert newest()["end_ms"] is None
     r2.signal_agent(signal.SIGKILL)
     r2.wait()
     # 3: tells of the killed run 2 with the stopTimeout hint
@@ -289,7 +297,8 @@ def test_records_across_runs_on_efs(efs, tmp_path):
     assert r3.wait() == 0
     prev = r3.find("previous run")[0]
     assert prev["reason"] == "killed" and prev["exit_status"] == 137
-    assert prev["ran_s_at_least"] is True and "stopTimeout" in prev["hint"]
+    assert prev["ran_s_at_least"] is True
+    assert "killed while it stopped" in prev["hint"] and "stopTimeout" in prev["hint"]
     # 4: tells of run 3, a clean exit
     r4 = Run(["--", "true"], env)
     assert r4.wait() == 0
@@ -307,6 +316,8 @@ def test_records_across_runs_on_efs(efs, tmp_path):
     folder = (root / ".pi-agent" / "runs").stat()
     assert folder.st_uid == 0 and (folder.st_mode & 0o022) == 0
     assert not list((root / ".pi-agent" / "runs").glob(".tmp-*"))
+    # only the killed run left its lock file behind (unheld)
+    assert [p.name for p in (root / ".pi-agent" / "runs").glob("*.live")] == [files[1].name + ".live"]
     assert not (tmp_path / "local-run" / "runs").exists()  # on EFS, not in the run dir
 
     # check prints them, newest first
