@@ -237,10 +237,12 @@ void exit_decide(const struct exit_facts *f, const char **reason, int *exit_stat
     bool requested_ok = f->stop_requested && !f->killed_after_grace && ended_by_stop_signal(ws);
 
     *exit_status = child;
-    if (f->oom_killed && sigkill)
-        *reason = EXIT_REASON_OOM;
-    else if (f->killed_after_grace)
+    /* The agent's own SIGKILL after the grace is a known cause; an OOM kill
+     * is the kernel's SIGKILL with the cgroup's counter grown meanwhile. */
+    if (f->killed_after_grace)
         *reason = EXIT_REASON_KILLED_AFTER_GRACE;
+    else if (f->oom_killed && sigkill)
+        *reason = EXIT_REASON_OOM;
     else if (f->startup_timed_out)
         *reason = EXIT_REASON_STARTUP_TIMEOUT;
     else if (requested_ok)

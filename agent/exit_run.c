@@ -191,7 +191,6 @@ void exit_run_begin(const struct exit_run_where *where, struct agent_state *stat
     if (state->metadata.known)
         snprintf(run.rec.family, sizeof run.rec.family, "%s", state->metadata.family);
     snprintf(run.rec.probe, sizeof run.rec.probe, "none");
-    run.have_oom_base = exit_read_oom_kills(&run.oom_base) == 0;
 
     if (exit_history_open(&run.h, where->efs_root, where->efs_enabled, where->run_dir, true, err,
                           sizeof err) != 0) {
@@ -231,6 +230,11 @@ void exit_run_begin(const struct exit_run_where *where, struct agent_state *stat
         exit_history_close(&run.h);
         run.open = false;
     }
+}
+
+void exit_run_child_starting(void)
+{
+    run.have_oom_base = exit_read_oom_kills(&run.oom_base) == 0;
 }
 
 void exit_run_note_ready(const struct agent_state *state)

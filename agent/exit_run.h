@@ -23,6 +23,9 @@ struct exit_run_where {
 
 /* After the task metadata is known, before the other start phases. */
 void exit_run_begin(const struct exit_run_where *where, struct agent_state *state);
+/* Right before Tomcat starts: the cgroup's OOM kill counter to compare with
+ * at the end. */
+void exit_run_child_starting(void);
 /* Updates the record: first ready, stop requested. */
 void exit_run_note_ready(const struct agent_state *state);
 void exit_run_note_stop(const struct agent_state *state);

@@ -425,6 +425,7 @@ static int run_until_end(struct agent *a, struct exit_facts *f)
         return f->internal_rc = rc;
     if (rc != 0)
         return f->start_rc = rc;
+    exit_run_child_starting();
     if (supervise_start(a->sv, a->env.vars) != 0)
         return f->internal_rc = EXIT_INTERNAL;
 

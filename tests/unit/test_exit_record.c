@@ -178,6 +178,10 @@ static void test_decide(void **s)
     decide(&f, "oom-killed", 137);
     f.wait_status = W_EXIT(1); /* OOM elsewhere in the cgroup, the child exited 1 */
     decide(&f, "exited", 1);
+    f.wait_status = W_SIG(SIGKILL); /* the agent's own kill after the grace wins */
+    f.stop_requested = f.killed_after_grace = true;
+    decide(&f, "killed-after-grace", 137);
+    f.stop_requested = f.killed_after_grace = false;
     f.oom_killed = false;
     f.startup_timed_out = true;
     f.stop_requested = true;
