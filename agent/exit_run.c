@@ -29,7 +29,8 @@ static struct {
     bool update_pending;  /* another update came while it ran */
     struct agent_state *state;
     struct exit_run_where where;
-    char efs_root[4096], run_dir[4096];
+    bool read_once;       /* the first reading (previous run, pruning) is done */
+    bool ending;          /* exit_run_end runs: late worker reports are not taken */
 } run;
 
 /* ---- reading, in a worker -------------------------------------------------- */
@@ -149,6 +150,8 @@ static void update_done(struct loop *loop, const struct worker_result *res, void
     (void)loop;
     (void)ctx;
     run.update_pid = 0;
+    if (run.ending)
+        return; /* killed with the other workers: the end writes the whole record */
     if (!res->exited || res->exit_code != 0)
         log_warn("cannot update the run record", LF_STR("folder", run.h.dir),
                  LF_STR("error", res->data && res->data[0] ? res->data
@@ -197,34 +200,10 @@ void exit_run_begin(const struct exit_run_where *where, struct agent_state *stat
         log_warn("run records are not kept", LF_STR("error", err));
         return;
     }
+    /* The strings are the settings', which live as long as the process. */
+    run.where = *where;
     run.open = true;
-    snprintf(run.efs_root, sizeof run.efs_root, "%s", where->efs_root);
-    snprintf(run.run_dir, sizeof run.run_dir, "%s", where->run_dir);
-    run.where = (struct exit_run_where){ run.efs_root, where->efs_enabled, run.run_dir };
-
-    struct read_args args = { .where = run.where, .own = "", .family = run.rec.family,
-                              .prune = true };
-    struct worker_result res;
-    if (worker_run("run-records", read_work, &args, READ_TIMEOUT_MS, &res) == 0) {
-        if (res.len == sizeof(struct exit_summary)) {
-            struct exit_summary *sum = malloc(sizeof *sum);
-            if (sum) {
-                memcpy(sum, res.data, sizeof *sum);
-                state->recent_abnormal_known = true;
-                state->recent_abnormal_exits = sum->recent_abnormal;
-                if (sum->has_previous)
-                    log_previous(&sum->previous, state);
-                log_debug("run records", LF_STR("folder", run.h.dir), LF_INT("records", sum->records),
-                          LF_INT("recent_abnormal", sum->recent_abnormal),
-                          LF_INT("pruned", sum->pruned));
-                free(sum);
-            }
-        } else {
-            log_warn("cannot read the run records", LF_STR("folder", run.h.dir),
-                     LF_BOOL("timed_out", res.timed_out));
-        }
-        worker_result_free(&res);
-    }
+    /* Nothing is forked here: the records are read once the loop runs. */
     if (exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0) {
         log_warn("cannot write the run record", LF_STR("error", err));
         exit_history_close(&run.h);
@@ -257,33 +236,68 @@ void exit_run_note_stop(const struct agent_state *state)
 
 /* ---- the fleet's recent abnormal ends ------------------------------------- */
 
-static void recount_done(struct loop *loop, const struct worker_result *res, void *ctx)
+/* The first reading at start logs the previous run and prunes; every
+ * minute after, it only counts the fleet's recent abnormal ends. */
+static void take_summary(const struct worker_result *res)
 {
-    (void)loop;
-    (void)ctx;
-    run.counting = false;
-    if (res->len != sizeof(struct exit_summary))
+    bool first = !run.read_once;
+    run.read_once = true;
+    if (res->len != sizeof(struct exit_summary)) {
+        if (first)
+            log_warn("cannot read the run records", LF_STR("folder", run.h.dir),
+                     LF_BOOL("timed_out", res->timed_out));
         return; /* the figure stays as it was; the next minute tries again */
+    }
     struct exit_summary *sum = malloc(sizeof *sum);
     if (sum == NULL)
         return;
     memcpy(sum, res->data, sizeof *sum);
-    if (!run.state->recent_abnormal_known || run.state->recent_abnormal_exits != sum->recent_abnormal) {
-        run.state->recent_abnormal_known = true;
-        run.state->recent_abnormal_exits = sum->recent_abnormal;
-        state_changed(run.state);
+    if (first) {
+        if (sum->has_previous)
+            log_previous(&sum->previous, run.state);
+        log_debug("run records", LF_STR("folder", run.h.dir), LF_INT("records", sum->records),
+                  LF_INT("recent_abnormal", sum->recent_abnormal), LF_INT("pruned", sum->pruned));
     }
+    run.state->recent_abnormal_known = true;
+    run.state->recent_abnormal_exits = sum->recent_abnormal;
+    state_changed(run.state);
     free(sum);
 }
 
-static void recount_tick(struct loop *loop, void *ctx)
+static void read_done(struct loop *loop, const struct worker_result *res, void *ctx)
 {
-    static struct read_args args;
+    (void)loop;
+    (void)ctx;
+    run.counting = false;
+    /* A reading killed with the other workers at the end, reaped while the
+     * end waits for its own reading. */
+    if (!run.ending)
+        take_summary(res);
+}
+
+/* A run too short for the first reading to report (a child that dies at
+ * once, a crash loop): it is done before the end is written, so the
+ * previous run is still told. */
+static void first_reading_now(void)
+{
+    struct read_args args = { .where = run.where, .own = run.h.name, .family = run.rec.family,
+                              .prune = true };
+    struct worker_result res;
+    if (worker_run("run-records", read_work, &args, READ_TIMEOUT_MS, &res) != 0)
+        return;
+    take_summary(&res);
+    worker_result_free(&res);
+}
+
+static void read_tick(struct loop *loop, void *ctx)
+{
+    struct read_args args;
     (void)ctx;
     if (!run.open || run.counting)
         return;
-    args = (struct read_args){ .where = run.where, .own = run.h.name, .family = run.rec.family };
-    if (worker_start(loop, "run-records", read_work, &args, READ_TIMEOUT_MS, recount_done, NULL) > 0)
+    args = (struct read_args){ .where = run.where, .own = run.h.name, .family = run.rec.family,
+                               .prune = !run.read_once };
+    if (worker_start(loop, "run-records", read_work, &args, READ_TIMEOUT_MS, read_done, NULL) > 0)
         run.counting = true;
 }
 
@@ -293,8 +307,9 @@ int exit_run_attach(struct loop *loop, struct agent_state *state)
     run.loop = loop;
     if (!run.open)
         return 0;
-    if (loop_timer_add(loop, RECOUNT_EVERY_MS, RECOUNT_EVERY_MS, recount_tick, NULL) < 0) {
-        log_error("cannot schedule the count of recent abnormal exits");
+    if (loop_timer_add(loop, 0, 0, read_tick, NULL) < 0 ||
+        loop_timer_add(loop, RECOUNT_EVERY_MS, RECOUNT_EVERY_MS, read_tick, NULL) < 0) {
+        log_error("cannot schedule the reading of the run records");
         return -1;
     }
     return 0;
@@ -327,6 +342,9 @@ int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
     int status;
     uint64_t now_kills;
 
+    run.ending = true;
+    if (run.open && !run.read_once && run.state)
+        first_reading_now();
     if (facts->child_started && run.have_oom_base && exit_read_oom_kills(&now_kills) == 0 &&
         now_kills > run.oom_base)
         facts->oom_killed = true;

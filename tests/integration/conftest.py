@@ -24,12 +24,6 @@ BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PI_", "ECS
 BASE_ENV["PI_AGENT_RUN_DIR"] = tempfile.mkdtemp(prefix="pi-agent-test-run-")
 atexit.register(shutil.rmtree, BASE_ENV["PI_AGENT_RUN_DIR"], True)
 
-# The agent keeps its run records (and licence hand-over) under
-# PI_AGENT_RUN_DIR: one private folder per test session, never the host's
-# /run/pi-agent, which other sessions on the machine share.
-SESSION_RUN_DIR = tempfile.mkdtemp(prefix="pi-agent-run-")
-os.chmod(SESSION_RUN_DIR, 0o755)
-
 
 def agent_env(**overrides):
     env = dict(BASE_ENV)
@@ -40,7 +34,6 @@ def agent_env(**overrides):
     env.setdefault("PI_AGENT_HOOKS_DIR", "/nonexistent-pi-agent-hooks")
     # Stops are immediate unless a test is about draining.
     env.setdefault("PI_AGENT_DRAIN_SECONDS", "0")
-    env.setdefault("PI_AGENT_RUN_DIR", SESSION_RUN_DIR)
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)
