@@ -359,7 +359,10 @@ int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
             fill_probe(state, run.rec.probe, sizeof run.rec.probe);
         fill_detail(reason, state, run.rec.detail, sizeof run.rec.detail);
     }
-    log_emit(exit_reason_abnormal(reason, status) ? LOG_WARN : LOG_INFO, "run ended",
+    /* A configuration error (no state yet) is one line on stderr, which
+     * main has written: the record is kept without another line. */
+    if (state)
+        log_emit(exit_reason_abnormal(reason, status) ? LOG_WARN : LOG_INFO, "run ended",
              (const struct log_field[]){ LF_STR("reason", reason), LF_INT("exit_status", status),
                                          LF_INT("ran_s", (run.rec.end_ms - run.rec.start_ms) / 1000u),
                                          LF_STR("detail", run.rec.detail), { 0 } });
@@ -371,8 +374,9 @@ int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
             while (waitpid(run.update_pid, NULL, 0) < 0 && errno == EINTR)
                 ;
         run.update_pid = 0;
-        if (run.h.name[0] == '\0' ? exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0
-                                   : exit_history_write(&run.h, &run.rec, err, sizeof err) != 0)
+        if ((run.h.name[0] == '\0' ? exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0
+                                    : exit_history_write(&run.h, &run.rec, err, sizeof err) != 0) &&
+            state)
             log_warn("cannot write the run record", LF_STR("when", "end"), LF_STR("error", err));
         exit_history_end(&run.h);
         exit_history_close(&run.h);
