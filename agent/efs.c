@@ -22,6 +22,7 @@
 #include "log.h"
 #include "loop.h"
 #include "state.h"
+#include "util.h"
 #include "worker.h"
 
 #define EFS_REPORT_MAGIC 0x70694566u /* "piEf" */
@@ -893,10 +894,7 @@ static int write_share_record(int agentfd, const struct efs_share_record *r, cha
     } else if (dfd >= 0) {
         close(dfd);
     }
-    uint64_t rnd = 0;
-    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
-        rnd = wall_now_ms() ^ ((uint64_t)getpid() << 32);
-    snprintf(tmp, sizeof(tmp), SHARE_TMP_PREFIX "%016llx", (unsigned long long)rnd);
+    snprintf(tmp, sizeof(tmp), SHARE_TMP_PREFIX "%016llx", (unsigned long long)util_random64());
     int fd = openat(agentfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
         efs_fmt(err, cap, "%s/%s: cannot create: %s", rt.cfg->root, EFS_AGENT_DIR, strerror(errno));
@@ -1142,8 +1140,7 @@ int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_sta
     /* Every agent is PID 1 and tasks start together: only randomness spreads them. */
     if (getrandom(&rt.seed, sizeof(rt.seed), 0) != (ssize_t)sizeof(rt.seed))
         rt.seed = (unsigned)wall_now_ms();
-    if (getrandom(&rt.writer, sizeof(rt.writer), 0) != (ssize_t)sizeof(rt.writer))
-        rt.writer = wall_now_ms() ^ ((uint64_t)getpid() << 40) ^ rt.seed;
+    rt.writer = util_random64();
     int rc = 0;
     if (housekeeping_attach(loop, &cfg->housekeeping) < 0) {
         log_error("cannot schedule log housekeeping");

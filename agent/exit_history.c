@@ -7,26 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "efs_layout.h"
+#include "util.h"
 
 #define AGENT_DIR ".pi-agent"
 #define RUNS_DIR "runs"
 #define TMP_PREFIX ".tmp-"
 #define LIVE_SUFFIX ".live"
 #define TMP_MAX_AGE_S 3600
-
-static uint64_t random64(void)
-{
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&r;
-    return r;
-}
 
 /* Opens name under parent as a folder that only the agent's user may
  * change: no link, owned by us, not writable by group or others. */
@@ -138,7 +130,7 @@ int exit_history_write(struct exit_history *h, const struct exit_record *rec, ch
     }
     int fd = -1;
     for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
-        snprintf(tmp, sizeof tmp, TMP_PREFIX "%016llx", (unsigned long long)random64());
+        snprintf(tmp, sizeof tmp, TMP_PREFIX "%016llx", (unsigned long long)util_random64());
         fd = openat(h->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0 && errno != EEXIST)
             break;
@@ -176,7 +168,7 @@ int exit_history_begin(struct exit_history *h, const struct exit_record *rec, ch
         return -1;
     }
     snprintf(h->name, sizeof h->name, "%013llu-%016llx.json", (unsigned long long)rec->start_ms,
-             (unsigned long long)random64());
+             (unsigned long long)util_random64());
     /* The lock first: a reader never sees this run's record unheld while
      * the run lives. */
     snprintf(live, sizeof live, "%s" LIVE_SUFFIX, h->name);
@@ -373,29 +365,14 @@ int exit_history_read(int dirfd, const char *own_name, const char *family, uint6
 
 /* ---- the OOM killer's counter --------------------------------------------- */
 
-static int read_small(const char *path, char *buf, size_t cap, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n < 0)
-        return -1;
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return 0;
-}
-
 int exit_read_oom_kills(uint64_t *out)
 {
     char cg[4096], path[4400], buf[4096];
-    size_t len;
     const char *v2 = NULL, *v1 = NULL;
 
     /* "0::/path" (v2) or "N:...memory...:/path" (v1): the agent's cgroup,
      * which is the container's. */
-    if (read_small("/proc/self/cgroup", cg, sizeof cg, &len) == 0) {
+    if (util_read_at(AT_FDCWD, "/proc/self/cgroup", cg, sizeof cg) >= 0) {
         for (char *line = strtok(cg, "\n"); line; line = strtok(NULL, "\n")) {
             char *c1 = strchr(line, ':');
             char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
@@ -418,7 +395,8 @@ int exit_read_oom_kills(uint64_t *out)
         snprintf(path, sizeof path, "%s%s%s/%s", tries[i][0],
                  tries[i][1][0] && tries[i][1][0] != '/' ? "/" : "",
                  strcmp(tries[i][1], "/") == 0 ? "" : tries[i][1], file);
-        if (read_small(path, buf, sizeof buf, &len) == 0 && exit_parse_oom_kill(buf, len, out) == 0)
+        long n = util_read_at(AT_FDCWD, path, buf, sizeof buf);
+        if (n >= 0 && exit_parse_oom_kill(buf, (size_t)n, out) == 0)
             return 0;
     }
     return -1;
