@@ -932,27 +932,31 @@ static void measure_shared(struct scan_report *rep)
 {
     char *err = rep->share_error;
     size_t cap = sizeof(rep->share_error);
-    int rootfd = open(rt.cfg->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int agentfd = rootfd >= 0 ? openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                                               O_CLOEXEC)
+    /* The start phase made ROOT/.pi-agent the agent's own folder; only
+     * that folder, still so, is trusted here. */
+    int rootfd = fsafe_open_dir_trusted(rt.cfg->root, false);
+    int agentfd = rootfd >= 0 ? fsafe_openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY, 0)
                               : -1;
     int lockfd = -1;
     struct stat st;
-    if (rootfd >= 0)
-        close(rootfd);
     if (agentfd < 0) {
         efs_fmt(err, cap, "%s/%s: cannot open: %s", rt.cfg->root, EFS_AGENT_DIR, strerror(errno));
+        if (rootfd >= 0)
+            close(rootfd);
         measure_into(rep);
         return;
     }
-    if (fstat(agentfd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 022)) {
-        efs_fmt(err, cap, "%s/%s is not owned by uid %u alone: the fleet's scan record is not "
-                 "used", rt.cfg->root, EFS_AGENT_DIR, (unsigned)geteuid());
+    bool own = fstat(agentfd, &st) == 0 && fsafe_owner_ok(rootfd, st.st_uid) &&
+               (st.st_mode & 022) == 0;
+    close(rootfd);
+    if (!own) {
+        efs_fmt(err, cap, "%s/%s is not the agent's own folder: the fleet's scan record is not "
+                "used", rt.cfg->root, EFS_AGENT_DIR);
         close(agentfd);
         measure_into(rep);
         return;
     }
-    lockfd = openat(agentfd, "scan.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    lockfd = openat(agentfd, "scan.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
     int rc = -1;
     if (lockfd >= 0 && fstat(lockfd, &st) == 0 && S_ISREG(st.st_mode))

@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include "efs_layout.h"
+#include "efs_seed.h"
+#include "fsafe.h"
+#include "log.h"
 #include "util.h"
 
-#define AGENT_DIR ".pi-agent"
 #define RUNS_DIR "runs"
 #define TMP_PREFIX ".tmp-"
 #define LIVE_SUFFIX ".live"
@@ -42,7 +44,7 @@ static int open_own_dir(int parent, const char *name, bool create, const char *s
         close(fd);
         return -1;
     }
-    if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+    if (!fsafe_owner_ok(parent, st.st_uid) || (st.st_mode & 022)) {
         snprintf(err, cap, "%s is owned by uid %u with mode %03o: it must belong to uid %u and be "
                  "writable by it alone; records are not written there", shown,
                  (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777), (unsigned)geteuid());
@@ -59,21 +61,36 @@ int exit_history_open(struct exit_history *h, const char *efs_root, bool efs_ena
     memset(h, 0, sizeof *h);
     h->dirfd = -1;
     h->livefd = -1;
-    int base = -1, mid = -1;
+    int mid = -1;
 
     if (efs_enabled && efs_is_mount_point(efs_root, NULL, 0) == 1) {
         h->on_efs = true;
-        base = open(efs_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int base = fsafe_open_dir_trusted(efs_root, false);
         if (base < 0) {
             snprintf(err, cap, "PI_EFS_ROOT=%s: cannot open: %s", efs_root, strerror(errno));
             return -1;
         }
-        snprintf(shown, sizeof shown, "%s/%s", efs_root, AGENT_DIR);
-        mid = open_own_dir(base, AGENT_DIR, create, shown, err, cap);
+        snprintf(shown, sizeof shown, "%s/%s", efs_root, EFS_AGENT_DIR);
+        if (create) {
+            /* The agent's own folder, as the storage start keeps it: what
+             * else stands there is moved aside (and said so). */
+            char moved[400], msg[700];
+            mid = efs_agent_dir_open(base, efs_root, moved, sizeof moved, msg, sizeof msg);
+            if (mid < 0)
+                snprintf(err, cap, "%s", msg);
+            else if (moved[0])
+                log_warn("the agent's folder on EFS was not its own: moved aside",
+                         LF_STR("path", shown), LF_STR("moved_to", moved));
+            else if (msg[0])
+                log_warn("the agent's folder on EFS is not root's", LF_STR("path", shown),
+                         LF_STR("why", msg));
+        } else {
+            mid = open_own_dir(base, EFS_AGENT_DIR, false, shown, err, cap);
+        }
         close(base);
         if (mid < 0)
             return -1;
-        snprintf(h->dir, sizeof h->dir, "%s/%s/%s", efs_root, AGENT_DIR, RUNS_DIR);
+        snprintf(h->dir, sizeof h->dir, "%s/%s/%s", efs_root, EFS_AGENT_DIR, RUNS_DIR);
     } else {
         if (create && mkdir(run_dir, 0755) != 0 && errno != EEXIST) {
             snprintf(err, cap, "PI_AGENT_RUN_DIR=%s: cannot create: %s", run_dir, strerror(errno));
