@@ -31,6 +31,8 @@ static struct {
     struct exit_run_where where;
     bool read_once;       /* the first reading (previous run, pruning) is done */
     bool ending;          /* exit_run_end runs: late worker reports are not taken */
+    bool prepared;        /* exit_run_prepare ran: rec and where are set */
+    bool store_tried;     /* the records folder was opened (or could not be) */
 } run;
 
 /* ---- reading, in a worker -------------------------------------------------- */
@@ -183,32 +185,48 @@ static void start_update(void)
         log_warn("cannot update the run record", LF_STR("error", "cannot start a worker"));
 }
 
-void exit_run_begin(const struct exit_run_where *where, struct agent_state *state)
+void exit_run_prepare(const struct exit_run_where *where, struct agent_state *state)
 {
-    char err[600];
     memset(&run.rec, 0, sizeof run.rec);
     run.state = state;
+    /* The strings are the settings', which live as long as the process. */
+    run.where = *where;
+    run.prepared = true;
     run.rec.exit_status = -1;
     run.rec.start_ms = state->started_ms ? state->started_ms : wall_now_ms();
     task_id(&state->metadata, run.rec.task, sizeof run.rec.task);
     if (state->metadata.known)
         snprintf(run.rec.family, sizeof run.rec.family, "%s", state->metadata.family);
     snprintf(run.rec.probe, sizeof run.rec.probe, "none");
+}
 
-    if (exit_history_open(&run.h, where->efs_root, where->efs_enabled, where->run_dir, true, err,
-                          sizeof err) != 0) {
-        log_warn("run records are not kept", LF_STR("error", err));
+/* Opens the records folder and writes this run's first record (rec as it
+ * is then: at the end, a completed one). Once per run. */
+static void open_store(bool quiet)
+{
+    char err[600];
+    if (!run.prepared || run.store_tried)
+        return;
+    run.store_tried = true;
+    if (exit_history_open(&run.h, run.where.efs_root, run.where.efs_enabled, run.where.run_dir,
+                          true, err, sizeof err) != 0) {
+        if (!quiet)
+            log_warn("run records are not kept", LF_STR("error", err));
         return;
     }
-    /* The strings are the settings', which live as long as the process. */
-    run.where = *where;
     run.open = true;
     /* Nothing is forked here: the records are read once the loop runs. */
     if (exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0) {
-        log_warn("cannot write the run record", LF_STR("error", err));
+        if (!quiet)
+            log_warn("cannot write the run record", LF_STR("error", err));
         exit_history_close(&run.h);
         run.open = false;
     }
+}
+
+void exit_run_begin(void)
+{
+    open_store(false);
 }
 
 void exit_run_child_starting(void)
@@ -343,6 +361,10 @@ int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
     uint64_t now_kills;
 
     run.ending = true;
+    /* A start that stopped before the storage phase (licence, a stop
+     * request) has its record written now. */
+    if (run.prepared && !run.store_tried)
+        open_store(state == NULL);
     if (run.open && !run.read_once && run.state)
         first_reading_now();
     if (facts->child_started && run.have_oom_base && exit_read_oom_kills(&now_kills) == 0 &&

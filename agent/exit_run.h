@@ -21,8 +21,12 @@ struct exit_run_where {
     const char *run_dir;     /* PI_AGENT_RUN_DIR */
 };
 
-/* After the task metadata is known, before the other start phases. */
-void exit_run_begin(const struct exit_run_where *where, struct agent_state *state);
+/* After the task metadata is known: this run's record, in memory. */
+void exit_run_prepare(const struct exit_run_where *where, struct agent_state *state);
+/* After the storage start phase (which makes ROOT/.pi-agent the agent's
+ * own): opens the records folder and writes the record. A start that stops
+ * earlier has it written by exit_run_end. */
+void exit_run_begin(void);
 /* Right before Tomcat starts: the cgroup's OOM kill counter to compare with
  * at the end. */
 void exit_run_child_starting(void);

@@ -317,13 +317,14 @@ static int start_phases(struct agent *a)
     struct exit_run_where where = { .efs_root = a->cfg.efs.root,
                                     .efs_enabled = a->cfg.efs.mode != EFS_MODE_OFF,
                                     .run_dir = a->cfg.licence.run_dir };
-    exit_run_begin(&where, &a->state);
+    exit_run_prepare(&where, &a->state);
     if (stop_pending())
         return 0;
     rc = licence_start(&a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
     if (rc != 0 || stop_pending())
         return rc;
     rc = efs_start(&a->cfg.efs, &a->cfg.agent.run_as, &a->state);
+    exit_run_begin(); /* after the storage phase made ROOT/.pi-agent the agent's own */
     if (rc != 0 || stop_pending())
         return rc;
     return hooks_run_sync(&a->cfg.hooks, "pre-start", &a->env, 0, &a->state);

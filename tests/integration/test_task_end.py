@@ -464,3 +464,18 @@ def test_a_stale_or_foreign_scan_record_means_a_walk(efs, tmp_path):
     # the record is now this walk's, and fresh
     text = (root / ".pi-agent" / "scan").read_text()
     assert f"time_ms {old}\n" not in text
+
+
+def test_a_start_stopped_by_the_licence_is_recorded_and_told(run_dir):
+    env = agent_env(PI_AGENT_LICENCE_REQUIRED="true", PI_AGENT_RUN_DIR=run_dir)
+    r = Run(["--", "true"], env)
+    assert r.wait() == 77
+    assert r.find("run ended")[0]["reason"] == "licence"
+    rec = run_dir_records(run_dir)[-1]
+    assert (rec["reason"], rec["exit_status"]) == ("licence", 77) and rec["detail"]
+    # a crash loop of such starts: each tells of the one before
+    r = Run(["--", "true"], env)
+    assert r.wait() == 77
+    prev = r.find("previous run")
+    assert prev and (prev[0]["reason"], prev[0]["exit_status"]) == ("licence", 77)
+    assert len(run_dir_records(run_dir)) == 2
