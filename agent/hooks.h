@@ -9,8 +9,7 @@
  *   PI_AGENT_CHILD_PID                Tomcat's pid, while it runs
  *   PI_AGENT_ENV_FILE                 pre-start only: KEY=VALUE lines written
  *                                     here go into Tomcat's environment
- * Also home of the `pi-agent wait-tcp HOST PORT SECONDS` subcommand the
- * shipped database hook uses (a slim image has no client and maybe no bash). */
+ * (`pi-agent wait-tcp`, which the shipped database hook uses, is wait_tcp.h.) */
 #ifndef PI_HOOKS_H
 #define PI_HOOKS_H
 
@@ -84,11 +83,6 @@ int hooks_run_async(struct loop *loop, const struct hooks_config *cfg, const cha
  * state->child_running is false. */
 void hooks_abort_async(void);
 
-/* `pi-agent wait-tcp HOST PORT SECONDS`: argv[0] is "wait-tcp". Connects to
- * HOST:PORT once a second until it succeeds or SECONDS (0 = one attempt) have
- * passed. Returns 0 when reachable, 1 when not in time, 64 on bad arguments. */
-int hooks_wait_tcp_main(int argc, char **argv);
-
 /* ---- parts exposed for unit tests --------------------------------------- */
 
 struct hook_list {
@@ -123,15 +117,5 @@ bool hooks_describe_outcome(int wait_status, bool timed_out, uint64_t limit_ms, 
  * line env is unchanged, and *bad_line is its 1-based number (0 when the
  * failure was allocation). Returns the number of variables set, or -1. */
 int hooks_merge_env_text(struct childenv *env, const char *text, size_t len, int *bad_line);
-
-struct wait_tcp_args {
-    char host[256];
-    char port[6];
-    unsigned seconds;
-};
-
-/* Pure: argv as for hooks_wait_tcp_main. Returns 0, or -1 with one line in err. */
-int hooks_parse_wait_tcp_args(int argc, char **argv, struct wait_tcp_args *out, char *err,
-                              size_t errcap);
 
 #endif

@@ -22,6 +22,7 @@
 #include "exit_run.h"
 #include "health.h"
 #include "hooks.h"
+#include "wait_tcp.h"
 #include "image_links.h"
 #include "licence.h"
 #include "log.h"
@@ -480,7 +481,7 @@ static const struct subcommand {
     { "check", check_subcommand },
     { "du", efs_du_command },
     { "image-links", image_links_command },
-    { "wait-tcp", hooks_wait_tcp_main },
+    { "wait-tcp", wait_tcp_main },
     { "task-memory", metadata_memory_command },
 };
 

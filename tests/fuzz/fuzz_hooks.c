@@ -8,6 +8,7 @@
 
 #include "childenv.h"
 #include "hooks.h"
+#include "wait_tcp.h"
 
 static void check(int ok)
 {
@@ -67,7 +68,7 @@ static void fuzz_wait_tcp_args(const uint8_t *data, size_t size)
     for (char *p = buf; argc < 7 && p <= buf + size; p += strlen(p) + 1)
         argv[argc++] = p;
     argv[argc] = NULL;
-    if (hooks_parse_wait_tcp_args(argc, argv, &a, err, sizeof err) == 0) {
+    if (wait_tcp_parse_args(argc, argv, &a, err, sizeof err) == 0) {
         long port = atol(a.port);
         check(argc == 4);
         check(a.host[0] != '\0');

@@ -25,6 +25,7 @@
 #include "childenv.h"
 #include "config.h"
 #include "hooks.h"
+#include "wait_tcp.h"
 #include "log.h"
 #include "loop.h"
 #include "reap.h"
@@ -359,7 +360,7 @@ static int parse_args(const char *host, const char *port, const char *secs,
                       struct wait_tcp_args *a, char *err, size_t cap)
 {
     char *argv[] = { "wait-tcp", (char *)host, (char *)port, (char *)secs, NULL };
-    return hooks_parse_wait_tcp_args(4, argv, a, err, cap);
+    return wait_tcp_parse_args(4, argv, a, err, cap);
 }
 
 static void wait_tcp_args(void **s)
@@ -388,7 +389,7 @@ static void wait_tcp_args(void **s)
         assert_non_null(strstr(err, "SECONDS"));
     }
     char *short_argv[] = { "wait-tcp", "h", "1", NULL };
-    assert_int_equal(hooks_parse_wait_tcp_args(3, short_argv, &a, err, sizeof err), -1);
+    assert_int_equal(wait_tcp_parse_args(3, short_argv, &a, err, sizeof err), -1);
     assert_non_null(strstr(err, "usage"));
 }
 
@@ -413,9 +414,9 @@ static void wait_tcp_reachable(void **s)
     char port[8];
     int fd = listen_loopback(port, sizeof port);
     char *argv[] = { "wait-tcp", "127.0.0.1", port, "5", NULL };
-    assert_int_equal(hooks_wait_tcp_main(4, argv), 0);
+    assert_int_equal(wait_tcp_main(4, argv), 0);
     char *by_name[] = { "wait-tcp", "localhost", port, "0", NULL };
-    assert_int_equal(hooks_wait_tcp_main(4, by_name), 0);
+    assert_int_equal(wait_tcp_main(4, by_name), 0);
     close(fd);
 }
 
@@ -426,11 +427,11 @@ static void wait_tcp_unreachable(void **s)
     /* A port nobody listens on: bound, then closed. */
     close(listen_loopback(port, sizeof port));
     char *once[] = { "wait-tcp", "127.0.0.1", port, "0", NULL };
-    assert_int_equal(hooks_wait_tcp_main(4, once), 1);
+    assert_int_equal(wait_tcp_main(4, once), 1);
     char *retrying[] = { "wait-tcp", "127.0.0.1", port, "1", NULL };
-    assert_int_equal(hooks_wait_tcp_main(4, retrying), 1);
+    assert_int_equal(wait_tcp_main(4, retrying), 1);
     char *usage[] = { "wait-tcp", "127.0.0.1", "http", "1", NULL };
-    assert_int_equal(hooks_wait_tcp_main(4, usage), 64);
+    assert_int_equal(wait_tcp_main(4, usage), 64);
 }
 
 /* ---- synchronous runner ---------------------------------------------------- */
