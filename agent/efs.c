@@ -770,13 +770,15 @@ static struct {
     bool scanning;
     unsigned seed;
     uint64_t writer;  /* this agent's id in the fleet's scan record */
+    const struct run_as *run_as;
+    struct housekeeping housekeeping;
 } rt;
 
 int efs_start(const struct efs_config *cfg, const struct run_as *run_as, struct agent_state *state)
 {
     struct efs_state *st = &state->efs;
     rt.plan.nscan = 0; /* the plan is read up to nscan only: 64 KiB stay untouched */
-    housekeeping_set_run_as(run_as);
+    rt.run_as = run_as;
     if (cfg->mode == EFS_MODE_OFF) {
         memset(st, 0, sizeof(*st));
         set_word(st->mode, sizeof(st->mode), "off");
@@ -1146,7 +1148,7 @@ int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_sta
         rt.seed = (unsigned)wall_now_ms();
     rt.writer = util_random64();
     int rc = 0;
-    if (housekeeping_attach(loop, &cfg->housekeeping) < 0) {
+    if (housekeeping_attach(&rt.housekeeping, loop, &cfg->housekeeping, rt.run_as) < 0) {
         log_error("cannot schedule log housekeeping");
         rc = -1;
     }

@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,11 +12,13 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fsafe.h"
+#include "runas.h"
+#include "util.h"
+#include "worker.h"
 
 void efs_fmt(char *dst, size_t cap, const char *fmt, ...)
 {
@@ -220,41 +221,26 @@ bool efs_mountinfo_find(const char *text, size_t len, const char *path, char *fs
     return found;
 }
 
-static char *read_small_file(const char *path, size_t *len)
+/* mountinfo grows with every mount; start at 64 KiB, double up to 4 MiB. */
+static char *read_mountinfo(size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 16384, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
+    for (size_t cap = 64 * 1024; cap <= 4 * 1024 * 1024; cap *= 2) {
+        char *buf = malloc(cap);
+        if (!buf)
+            return NULL;
+        long n = util_read_at(AT_FDCWD, "/proc/self/mountinfo", buf, cap);
+        if (n >= 0) {
+            *len = (size_t)n;
+            return buf;
         }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
+        int saved = errno;
+        free(buf);
+        errno = saved;
+        if (saved != EFBIG)
+            return NULL;
     }
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    *len = n;
-    return buf;
+    errno = EFBIG;
+    return NULL;
 }
 
 int efs_is_mount_point(const char *path, char *fstype, size_t fstype_cap)
@@ -263,7 +249,7 @@ int efs_is_mount_point(const char *path, char *fstype, size_t fstype_cap)
     if (!realpath(path, real))
         return -1;
     size_t len = 0;
-    char *text = read_small_file("/proc/self/mountinfo", &len);
+    char *text = read_mountinfo(&len);
     if (!text)
         return -1;
     bool found = efs_mountinfo_find(text, len, real, fstype, fstype_cap);
@@ -431,6 +417,36 @@ static int probe_all(const char *const *dirs, int n, bool *ok, char *msg, size_t
     return failures;
 }
 
+/* What the write probe's process reports back. */
+struct probe_report {
+    int failures;                 /* -1: the identity could not be taken */
+    bool ok[EFS_LINKS_MAX * 2];
+    char msg[512];
+};
+
+struct probe_args {
+    const char *const *dirs;
+    int n;
+    const struct run_as *run_as;
+};
+
+/* In the worker: the run-as identity first, so the probe answers for the
+ * user Tomcat runs as, not for root. */
+static int probe_work(void *arg, int out_fd)
+{
+    const struct probe_args *a = arg;
+    struct probe_report rep;
+    memset(&rep, 0, sizeof(rep));
+    if (runas_drop(a->run_as) != 0) {
+        rep.failures = -1;
+        snprintf(rep.msg, sizeof(rep.msg), "cannot switch to uid %u for the write probe: %s",
+                 (unsigned)a->run_as->uid, strerror(errno));
+    } else {
+        rep.failures = probe_all(a->dirs, a->n, rep.ok, rep.msg, sizeof(rep.msg));
+    }
+    return worker_write_all(out_fd, &rep, sizeof(rep)) == 0 ? 0 : 1;
+}
+
 int efs_write_probe(const char *const *dirs, int n, const struct run_as *run_as, bool *ok,
                     char *msg, size_t cap)
 {
@@ -439,62 +455,16 @@ int efs_write_probe(const char *const *dirs, int n, const struct run_as *run_as,
     if (!run_as || !run_as->set || geteuid() == run_as->uid)
         return probe_all(dirs, n, ok, msg, cap);
 
-    /* A disposable process takes the run-as identity so the probe answers for
-     * the user Tomcat runs as, not for root. */
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
+    struct probe_args args = { dirs, n > EFS_LINKS_MAX * 2 ? EFS_LINKS_MAX * 2 : n, run_as };
+    struct worker_result res;
+    if (worker_run("write-probe", probe_work, &args, EFS_WRITE_PROBE_TIMEOUT_MS, &res) != 0)
         return -1;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        struct {
-            int failures;
-            bool ok[EFS_LINKS_MAX * 2];
-            char msg[512];
-        } rep;
-        memset(&rep, 0, sizeof(rep));
-        int m = n > EFS_LINKS_MAX * 2 ? EFS_LINKS_MAX * 2 : n;
-        /* The same groups the supervisor gives the child (supervise.c). */
-        int groups_rc = -1;
-        if (run_as->user[0])
-            groups_rc = initgroups(run_as->user, run_as->gid);
-        if (groups_rc != 0)
-            groups_rc = setgroups(1, &run_as->gid);
-        if (groups_rc != 0 || setgid(run_as->gid) < 0 || setuid(run_as->uid) < 0) {
-            rep.failures = -1;
-            snprintf(rep.msg, sizeof(rep.msg), "cannot switch to uid %u for the write probe: %s",
-                     (unsigned)run_as->uid, strerror(errno));
-        } else {
-            rep.failures = probe_all(dirs, m, rep.ok, rep.msg, sizeof(rep.msg));
-        }
-        ssize_t w = write(fds[1], &rep, sizeof(rep));
-        _exit(w == (ssize_t)sizeof(rep) ? 0 : 1);
-    }
-    close(fds[1]);
-    struct {
-        int failures;
-        bool ok[EFS_LINKS_MAX * 2];
-        char msg[512];
-    } rep;
-    size_t got = 0;
-    while (got < sizeof(rep)) {
-        ssize_t r = read(fds[0], (char *)&rep + got, sizeof(rep) - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fds[0]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (got != sizeof(rep)) {
+    struct probe_report rep;
+    bool got = res.exited && res.exit_code == 0 && res.len == sizeof(rep);
+    if (got)
+        memcpy(&rep, res.data, sizeof(rep));
+    worker_result_free(&res);
+    if (!got) {
         snprintf(msg, cap, "write probe process failed");
         return -1;
     }

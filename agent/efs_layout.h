@@ -70,7 +70,10 @@ int efs_ensure_folder(const char *dir, const struct run_as *run_as, char *msg, s
 /* The write probe: as the run-as user (a forked process drops to it when
  * run_as->set), creates, writes, fsyncs and removes a file in each of dirs.
  * ok[i] tells the result; msg gets the first failure "PATH: reason".
+ * The forked process is a worker (worker.h): a stop request ends it, and so
+ * does EFS_WRITE_PROBE_TIMEOUT_MS (a hung NFS server), as a failure.
  * Returns the number of failures, or -1 when the probe could not run. */
+#define EFS_WRITE_PROBE_TIMEOUT_MS (5 * 60 * 1000)
 int efs_write_probe(const char *const *dirs, int n, const struct run_as *run_as, bool *ok,
                     char *msg, size_t cap);
 

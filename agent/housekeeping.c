@@ -4,8 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,24 +13,12 @@
 #include "fsafe.h"
 #include "log.h"
 #include "loop.h"
+#include "runas.h"
+#include "util.h"
 #include "worker.h"
 
 #define HOUSEKEEPING_FIRST_DELAY_MS 2000
 #define HOUSEKEEPING_TIMEOUT_MS (10 * 60 * 1000)
-
-static void fmt_error(struct housekeeping_result *out, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* Keeps the first error only; a long path is cut short. */
-static void fmt_error(struct housekeeping_result *out, const char *fmt, ...)
-{
-    if (out->errors++ > 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out->first_error, sizeof(out->first_error), fmt, ap);
-    va_end(ap);
-}
 
 int housekeeping_config_load(struct housekeeping_config *cfg, const char *dashboard_home,
                              struct config_error *err)
@@ -77,16 +63,16 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
         if (errno == ENOENT)
             return 0;
         if (errno == ELOOP)
-            fmt_error(out, "%s: a symlink that root did not make is on the way; not followed",
+            util_first_error_add(&out->errors, "%s: a symlink that root did not make is on the way; not followed",
                       cfg->log_dir);
         else
-            fmt_error(out, "%s: cannot open: %s", cfg->log_dir, strerror(errno));
+            util_first_error_add(&out->errors, "%s: cannot open: %s", cfg->log_dir, strerror(errno));
         return -1;
     }
     int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
-        fmt_error(out, "%s: cannot read: %s", cfg->log_dir, strerror(errno));
+        util_first_error_add(&out->errors, "%s: cannot read: %s", cfg->log_dir, strerror(errno));
         if (fd >= 0)
             close(fd);
         close(dfd);
@@ -104,7 +90,7 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
         if (unlinkat(dfd, e->d_name, 0) == 0) {
             out->removed++;
         } else if (errno != ENOENT) {
-            fmt_error(out, "%s/%s: cannot remove: %s", cfg->log_dir, e->d_name, strerror(errno));
+            util_first_error_add(&out->errors, "%s/%s: cannot remove: %s", cfg->log_dir, e->d_name, strerror(errno));
         }
     }
     closedir(d);
@@ -114,31 +100,16 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
 
 /* ---- in the loop ---------------------------------------------------------- */
 
-static bool running;
-static struct run_as hk_run_as;
-
-void housekeeping_set_run_as(const struct run_as *run_as)
-{
-    memset(&hk_run_as, 0, sizeof(hk_run_as));
-    if (run_as && run_as->set)
-        hk_run_as = *run_as;
-}
-
 /* In the worker: the run-as user's identity, as the supervisor gives it to
  * the child. */
-static int drop_to_run_as(struct housekeeping_result *res)
+static int drop_to_run_as(const struct run_as *run_as, struct housekeeping_result *res)
 {
-    if (!hk_run_as.set || geteuid() == hk_run_as.uid)
+    if (!run_as->set || geteuid() == run_as->uid)
         return 0;
-    int groups_rc = -1;
-    if (hk_run_as.user[0])
-        groups_rc = initgroups(hk_run_as.user, hk_run_as.gid);
-    if (groups_rc != 0)
-        groups_rc = setgroups(1, &hk_run_as.gid);
-    if (groups_rc != 0 || setgid(hk_run_as.gid) != 0 || setuid(hk_run_as.uid) != 0) {
+    if (runas_drop(run_as) != 0) {
         memset(res, 0, sizeof(*res));
-        fmt_error(res, "cannot switch to uid %u (PI_AGENT_RUN_AS): %s", (unsigned)hk_run_as.uid,
-                  strerror(errno));
+        util_first_error_add(&res->errors, "cannot switch to uid %u (PI_AGENT_RUN_AS): %s",
+                             (unsigned)run_as->uid, strerror(errno));
         return -1;
     }
     return 0;
@@ -146,28 +117,29 @@ static int drop_to_run_as(struct housekeeping_result *res)
 
 static int housekeeping_work(void *arg, int out_fd)
 {
-    const struct housekeeping_config *cfg = arg;
+    const struct housekeeping *hk = arg;
     struct housekeeping_result res;
-    if (drop_to_run_as(&res) == 0)
-        housekeeping_run(cfg, (int64_t)time(NULL), &res);
+    if (drop_to_run_as(&hk->run_as, &res) == 0)
+        housekeeping_run(hk->cfg, (int64_t)time(NULL), &res);
     return worker_write_all(out_fd, &res, sizeof(res)) == 0 ? 0 : 1;
 }
 
 static void housekeeping_done(struct loop *loop, const struct worker_result *res, void *ctx)
 {
-    const struct housekeeping_config *cfg = ctx;
+    struct housekeeping *hk = ctx;
+    const struct housekeeping_config *cfg = hk->cfg;
     (void)loop;
-    running = false;
+    hk->running = false;
     if (!res->exited || res->exit_code != 0 || res->len != sizeof(struct housekeeping_result)) {
         log_warn("log housekeeping did not finish", LF_STR("folder", cfg->log_dir));
         return;
     }
     struct housekeeping_result r;
     memcpy(&r, res->data, sizeof(r));
-    if (r.errors)
+    if (r.errors.count)
         log_warn("log housekeeping could not remove every old file", LF_STR("folder", cfg->log_dir),
-                 LF_INT("removed", r.removed), LF_INT("errors", r.errors),
-                 LF_STR("error", r.first_error));
+                 LF_INT("removed", r.removed), LF_INT("errors", r.errors.count),
+                 LF_STR("error", r.errors.msg));
     else
         log_info("log housekeeping done", LF_STR("folder", cfg->log_dir),
                  LF_INT("removed", r.removed), LF_INT("kept", r.kept),
@@ -176,18 +148,24 @@ static void housekeeping_done(struct loop *loop, const struct worker_result *res
 
 static void housekeeping_tick(struct loop *loop, void *ctx)
 {
-    if (running)
+    struct housekeeping *hk = ctx;
+    if (hk->running)
         return;
-    if (worker_start(loop, "housekeeping", housekeeping_work, ctx, HOUSEKEEPING_TIMEOUT_MS,
-                     housekeeping_done, ctx) > 0)
-        running = true;
+    if (worker_start(loop, "housekeeping", housekeeping_work, hk, HOUSEKEEPING_TIMEOUT_MS,
+                     housekeeping_done, hk) > 0)
+        hk->running = true;
 }
 
-int housekeeping_attach(struct loop *loop, const struct housekeeping_config *cfg)
+int housekeeping_attach(struct housekeeping *hk, struct loop *loop,
+                        const struct housekeeping_config *cfg, const struct run_as *run_as)
 {
+    memset(hk, 0, sizeof(*hk));
+    hk->cfg = cfg;
+    if (run_as && run_as->set)
+        hk->run_as = *run_as;
     if (cfg->retention_days == 0)
         return 0;
     long id = loop_timer_add(loop, HOUSEKEEPING_FIRST_DELAY_MS, HOUSEKEEPING_INTERVAL_MS,
-                             housekeeping_tick, (void *)cfg);
+                             housekeeping_tick, hk);
     return id > 0 ? 0 : -1;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "util.h"
 
 struct loop;
 
@@ -30,8 +31,7 @@ bool housekeeping_expired(int64_t mtime, int64_t now, unsigned retention_days);
 struct housekeeping_result {
     uint64_t removed;
     uint64_t kept;
-    uint64_t errors;
-    char first_error[256];
+    struct util_first_error errors;   /* how many files could not be removed, and why */
 };
 
 /* One pass over the folder. Returns 0, or -1 when the folder cannot be read
@@ -39,13 +39,21 @@ struct housekeeping_result {
 int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
                      struct housekeeping_result *out);
 
-/* The user Tomcat runs as (PI_AGENT_RUN_AS), or NULL: the daily worker
- * removes files with that user's rights only. Tomcat's log folder (or its
- * parent) is the run-as user's to change, so it could point the folder
- * elsewhere; a root worker would then remove old files there. */
-void housekeeping_set_run_as(const struct run_as *run_as);
+/* The daily pass inside the loop. The caller owns the handle (storage that
+ * outlives the loop) and passes it explicitly; it holds no hidden state. */
+struct housekeeping {
+    const struct housekeeping_config *cfg; /* must outlive the loop */
+    struct run_as run_as;  /* the user Tomcat runs as (PI_AGENT_RUN_AS), or unset */
+    bool running;          /* a pass is under way: the next tick is skipped */
+};
 
-/* Runs housekeeping_run in a worker shortly after start, then once a day. */
-int housekeeping_attach(struct loop *loop, const struct housekeeping_config *cfg);
+/* Runs housekeeping_run in a worker shortly after start, then once a day.
+ * run_as (or NULL) is the user Tomcat runs as: the worker removes files
+ * with that user's rights only. Tomcat's log folder (or its parent) is that
+ * user's to change, so it could point the folder elsewhere; a root worker
+ * would then remove old files there. Returns 0, or -1 when the timer cannot
+ * be armed. */
+int housekeeping_attach(struct housekeeping *hk, struct loop *loop,
+                        const struct housekeeping_config *cfg, const struct run_as *run_as);
 
 #endif

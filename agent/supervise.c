@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "log.h"
 #include "loop.h"
 #include "reap.h"
+#include "runas.h"
 #include "state.h"
 #include "worker.h"
 
@@ -206,20 +206,6 @@ int kill_descendants(pid_t pgid)
 
 /* ---- the child ---------------------------------------------------------- */
 
-static int drop_privileges(const struct run_as *ra)
-{
-    if (!ra->set)
-        return 0;
-    /* Supplementary groups from /etc/group when the user is known there. */
-    if (ra->user[0] && initgroups(ra->user, ra->gid) != 0 && setgroups(1, &ra->gid) != 0)
-        return -1;
-    if (!ra->user[0] && setgroups(1, &ra->gid) != 0)
-        return -1;
-    if (setgid(ra->gid) != 0 || setuid(ra->uid) != 0)
-        return -1;
-    return 0;
-}
-
 /* Runs in the forked child: never returns. Reports an exec failure's errno
  * over err_fd (close-on-exec, so a successful exec closes it silently). */
 static void exec_child(const struct agent_config *cfg, char *const *envp, int err_fd)
@@ -234,7 +220,7 @@ static void exec_child(const struct agent_config *cfg, char *const *envp, int er
     }
     execprep_reset_signals();
     execprep_close_fds(err_fd); /* err_fd is close-on-exec: exec closes it */
-    if (drop_privileges(&cfg->run_as) != 0) {
+    if (runas_drop(&cfg->run_as) != 0) {
         stage_errno = errno;
         int msg[2] = { 1, stage_errno };
         (void)!write(err_fd, msg, sizeof msg);

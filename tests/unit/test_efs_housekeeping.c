@@ -62,7 +62,7 @@ static void removes_only_old_regular_files(void **s)
     assert_int_equal(housekeeping_run(&cfg, now, &r), 0);
     assert_int_equal(r.removed, 2);
     assert_int_equal(r.kept, 2);
-    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.errors.count, 0);
     assert_false(exists("catalina.2020-01-01.log"));
     assert_false(exists("localhost_access_log.txt"));
     assert_true(exists("catalina.out"));
@@ -89,11 +89,11 @@ static void missing_folder_is_quiet_and_a_file_is_an_error(void **s)
     struct housekeeping_result r;
     assert_int_equal(housekeeping_run(&cfg, 0, &r), 0);
     assert_int_equal(r.removed, 0);
-    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.errors.count, 0);
 
     snprintf(cfg.log_dir, sizeof(cfg.log_dir), "/etc/hostname");
     assert_int_equal(housekeeping_run(&cfg, 0, &r), -1);
-    assert_non_null(strstr(r.first_error, "/etc/hostname"));
+    assert_non_null(strstr(r.errors.msg, "/etc/hostname"));
 }
 
 int main(void)
