@@ -18,6 +18,8 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "hooks_env.h"
+#include "hooks_list.h"
 
 #define EXIT_HOOK_FAILED 75 /* EX_TEMPFAIL: a pre-start hook failed or timed out */
 
@@ -35,6 +37,14 @@
 struct childenv;
 struct loop;
 struct agent_state;
+struct hook_run;
+
+/* The hook phases under way. The caller owns it (zero-initialised storage
+ * that outlives every phase, e.g. in struct agent) and passes it to every
+ * call below; the module keeps no state of its own. */
+struct hooks {
+    struct hook_run *active;   /* phases not over yet */
+};
 
 struct hooks_config {
     char dir[1024];       /* PI_AGENT_HOOKS_DIR, absolute */
@@ -46,8 +56,10 @@ struct hooks_config {
  * PI_AGENT_HOOK_FAILURE. Returns 0, or -1 with err naming the variable. */
 int hooks_config_load(struct hooks_config *cfg, struct config_error *err);
 
-/* Synchronous, before the loop runs or after it ended (pre-start, post-stop).
- * Children are reaped with reap_wait. For pre-start, env receives the hooks'
+/* Synchronous, before the loop runs or after it ended (pre-start, post-stop):
+ * the same engine as hooks_run_async, on a loop of its own driven until the
+ * phase is over (SIGCHLD is blocked meanwhile and read there; the caller's
+ * signal mask is restored on return). For pre-start, env receives the hooks'
  * KEY=VALUE output (a later hook already sees what an earlier one added); for
  * other phases env is only read (NULL means the agent's own environ).
  * budget_ms caps the whole phase (0 = none); running out of it is a failure.
@@ -59,8 +71,8 @@ int hooks_config_load(struct hooks_config *cfg, struct config_error *err);
  * 0, killed, timed out, unreadable hooks directory, bad PI_AGENT_ENV_FILE
  * line) and PI_AGENT_HOOK_FAILURE is not warn; the first such failure stops
  * the phase. Failures are logged and recorded in state->hooks_failure. */
-int hooks_run_sync(const struct hooks_config *cfg, const char *phase, struct childenv *env,
-                   uint64_t budget_ms, struct agent_state *state);
+int hooks_run_sync(struct hooks *h, const struct hooks_config *cfg, const char *phase,
+                   struct childenv *env, uint64_t budget_ms, struct agent_state *state);
 
 /* Asynchronous, inside the loop (post-ready, pre-stop): hooks run one after
  * another, their exits come via reap_watch callbacks, their deadlines via
@@ -70,9 +82,9 @@ int hooks_run_sync(const struct hooks_config *cfg, const char *phase, struct chi
  * recorded in state->hooks_failure. budget_ms caps the phase (0 = none).
  * Returns 0 (done will be called) or -1 when nothing could be scheduled
  * (done will not be called). */
-int hooks_run_async(struct loop *loop, const struct hooks_config *cfg, const char *phase,
-                    char *const *envp, uint64_t budget_ms, struct agent_state *state,
-                    void (*done)(void *ctx), void *ctx);
+int hooks_run_async(struct hooks *h, struct loop *loop, const struct hooks_config *cfg,
+                    const char *phase, char *const *envp, uint64_t budget_ms,
+                    struct agent_state *state, void (*done)(void *ctx), void *ctx);
 
 /* Ends every loop phase still running (after loop_run returned, e.g. Tomcat
  * died during post-ready hooks): kills the running hook's group, skips the
@@ -81,26 +93,9 @@ int hooks_run_async(struct loop *loop, const struct hooks_config *cfg, const cha
  * first, so main needs it only when it runs no post-stop phase. Post-ready
  * hooks not started yet are also skipped once state->draining is set or
  * state->child_running is false. */
-void hooks_abort_async(void);
+void hooks_abort_async(struct hooks *h);
 
 /* ---- parts exposed for unit tests --------------------------------------- */
-
-struct hook_list {
-    char **names;   /* file names (not paths), sorted with strcmp */
-    size_t count;
-    char refused[320]; /* why the folder was refused, "" when it was not */
-};
-
-/* Lists the runnable hooks in dir: regular files (symlinks followed) with an
- * execute bit, not starting with '.'; others are skipped with a debug line.
- * Root runs them: a hook that is not root's (or the agent's user's) or that
- * group or others can write is refused with an error line and skipped.
- * A missing dir is an empty list. Returns 0, or -1 with errno when dir exists
- * but cannot be read, or with errno EPERM and out->refused saying why when dir
- * (or its parent, PI_AGENT_HOOKS_DIR) is not root's or is writable by group or
- * others. */
-int hooks_list(const char *dir, struct hook_list *out);
-void hooks_list_free(struct hook_list *list);
 
 bool hooks_phase_known(const char *phase);
 
@@ -112,10 +107,5 @@ uint64_t hooks_time_limit_ms(unsigned timeout_s, uint64_t deadline_ms, uint64_t 
  * true when the outcome counts as success (exit 0, not timed out). */
 bool hooks_describe_outcome(int wait_status, bool timed_out, uint64_t limit_ms, char *buf,
                             size_t cap);
-
-/* Parses a hook's PI_AGENT_ENV_FILE text into env, all or nothing: on a bad
- * line env is unchanged, and *bad_line is its 1-based number (0 when the
- * failure was allocation). Returns the number of variables set, or -1. */
-int hooks_merge_env_text(struct childenv *env, const char *text, size_t len, int *bad_line);
 
 #endif

@@ -65,6 +65,7 @@ struct agent {
     struct settings cfg;
     struct agent_state state;
     struct childenv env;
+    struct hooks hooks;        /* hook phases under way */
     struct loop *loop;
     struct supervisor *sv;
     struct health_server *health;
@@ -192,8 +193,8 @@ static void end_drain(struct agent *a, const char *why)
              LF_STR("last_traffic", last), LF_INT("quiet_s", a->cfg.traffic.drain_quiet_s),
              LF_INT("max_s", a->cfg.health.drain_s));
     /* Pre-stop hooks may use at most half the grace; Tomcat keeps the rest. */
-    if (hooks_run_async(loop, &a->cfg.hooks, "pre-stop", a->env.vars, stop_grace_ms(a) / 2,
-                        &a->state, after_pre_stop_hooks, a) != 0)
+    if (hooks_run_async(&a->hooks, loop, &a->cfg.hooks, "pre-stop", a->env.vars,
+                        stop_grace_ms(a) / 2, &a->state, after_pre_stop_hooks, a) != 0)
         after_pre_stop_hooks(a);
 }
 
@@ -253,7 +254,7 @@ static void on_first_ready(void *ctx)
     struct agent *a = ctx;
     exit_run_note_ready(&a->state);
     log_info("dashboard ready: running post-ready hooks");
-    hooks_run_async(a->loop, &a->cfg.hooks, "post-ready", a->env.vars, 0, &a->state,
+    hooks_run_async(&a->hooks, a->loop, &a->cfg.hooks, "post-ready", a->env.vars, 0, &a->state,
                     post_ready_done, NULL);
 }
 
@@ -328,7 +329,7 @@ static int start_phases(struct agent *a)
     exit_run_begin(); /* after the storage phase made ROOT/.pi-agent the agent's own */
     if (rc != 0 || stop_pending())
         return rc;
-    return hooks_run_sync(&a->cfg.hooks, "pre-start", &a->env, 0, &a->state);
+    return hooks_run_sync(&a->hooks, &a->cfg.hooks, "pre-start", &a->env, 0, &a->state);
 }
 
 /* Services that live in the loop next to the child. */
@@ -363,7 +364,7 @@ static void stop_phases(struct agent *a)
         }
         budget = window - used;
     }
-    hooks_run_sync(&a->cfg.hooks, "post-stop", &a->env, budget, &a->state);
+    hooks_run_sync(&a->hooks, &a->cfg.hooks, "post-stop", &a->env, budget, &a->state);
 }
 
 /* The start phases run deeper than the loop ever does again (paths, log

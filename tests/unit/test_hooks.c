@@ -44,6 +44,7 @@ struct fixture {
     struct hooks_config cfg;
     struct agent_state state;
     struct childenv env;
+    struct hooks hooks;
 };
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -446,7 +447,7 @@ static void sync_runs_in_order_with_phase_env(void **s)
              "echo \"first $PI_AGENT_PHASE $PI_LICENCE_STATUS $PI_AGENT_HOOK_TIME_LIMIT_SECONDS "
              "${PI_AGENT_ENV_FILE:-noenvfile}\" >> \"$OUT\"");
     add_hook(f, "post-stop", ".20-hidden", "echo hidden >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 0, &f->state), 0);
     assert_string_equal(read_out(f, buf, sizeof buf),
                         "first post-stop valid 10 noenvfile\nsecond post-stop\n");
     assert_string_equal(f->state.hooks_failure, "");
@@ -457,7 +458,7 @@ static void sync_licence_status_unknown_without_state(void **s)
     struct fixture *f = *s;
     char buf[256];
     add_hook(f, "post-stop", "10", "echo \"$PI_LICENCE_STATUS ${PI_AGENT_CHILD_PID:-none}\" >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 0, NULL), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 0, NULL), 0);
     assert_string_equal(read_out(f, buf, sizeof buf), "unknown none\n");
 }
 
@@ -465,7 +466,7 @@ static void sync_no_hooks_dir_is_fine(void **s)
 {
     struct fixture *f = *s;
     snprintf(f->cfg.dir, sizeof f->cfg.dir, "%s/nothing-here", f->root);
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), 0);
     assert_string_equal(f->state.hooks_failure, "");
 }
 
@@ -477,7 +478,7 @@ static void sync_prestart_env_file_feeds_tomcat_env(void **s)
              "echo \"$PI_AGENT_ENV_FILE\" > \"$OUT.envfile\"\n"
              "printf 'HEAP_FROM_HOOK=-Xmx700m\\n# comment\\nFOO=bar baz\\n' > \"$PI_AGENT_ENV_FILE\"");
     add_hook(f, "pre-start", "20-sees-earlier", "echo \"seen=$HEAP_FROM_HOOK\" >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), 0);
     assert_string_equal(childenv_get(&f->env, "HEAP_FROM_HOOK"), "-Xmx700m");
     assert_string_equal(childenv_get(&f->env, "FOO"), "bar baz");
     assert_null(childenv_get(&f->env, "PI_AGENT_PHASE")); /* hook-only variables stay out */
@@ -500,7 +501,7 @@ static void sync_prestart_bad_env_line_fails(void **s)
     char buf[256];
     add_hook(f, "pre-start", "10-bad", "printf 'GOOD=1\\nthis is not a variable\\n' > \"$PI_AGENT_ENV_FILE\"");
     add_hook(f, "pre-start", "20-after", "echo after >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
     assert_null(childenv_get(&f->env, "GOOD"));
     assert_string_equal(f->state.hooks_failure, "pre-start/10-bad: bad PI_AGENT_ENV_FILE line 2");
     assert_string_equal(read_out(f, buf, sizeof buf), "");
@@ -511,7 +512,7 @@ static void sync_prestart_oversized_env_file_fails(void **s)
     struct fixture *f = *s;
     add_hook(f, "pre-start", "10-big",
              "head -c 70000 /dev/zero | tr '\\0' 'a' > \"$PI_AGENT_ENV_FILE\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
     assert_non_null(strstr(f->state.hooks_failure, "larger than 64 KiB"));
 }
 
@@ -519,7 +520,7 @@ static void sync_prestart_env_file_replaced_by_a_fifo_fails(void **s)
 {
     struct fixture *f = *s;
     add_hook(f, "pre-start", "10-fifo", "rm -f \"$PI_AGENT_ENV_FILE\" && mkfifo \"$PI_AGENT_ENV_FILE\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
     assert_string_equal(f->state.hooks_failure,
                         "pre-start/10-fifo: PI_AGENT_ENV_FILE: not a regular file");
 }
@@ -530,7 +531,7 @@ static void sync_prestart_failure_stops_start(void **s)
     char buf[256];
     add_hook(f, "pre-start", "10-fails", "echo ran >> \"$OUT\"; echo FOO=1 > \"$PI_AGENT_ENV_FILE\"; exit 3");
     add_hook(f, "pre-start", "20-never", "echo never >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
     assert_string_equal(read_out(f, buf, sizeof buf), "ran\n");
     assert_string_equal(f->state.hooks_failure, "pre-start/10-fails: exit 3");
     assert_null(childenv_get(&f->env, "FOO")); /* a failed hook's variables are dropped */
@@ -543,7 +544,7 @@ static void sync_prestart_warn_mode_goes_on(void **s)
     f->cfg.warn_only = true;
     add_hook(f, "pre-start", "10-fails", "exit 3");
     add_hook(f, "pre-start", "20-runs", "echo runs >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), 0);
     assert_string_equal(read_out(f, buf, sizeof buf), "runs\n");
     assert_string_equal(f->state.hooks_failure, "pre-start/10-fails: exit 3");
 }
@@ -554,7 +555,7 @@ static void sync_other_phase_failure_is_recorded_not_fatal(void **s)
     char buf[256];
     add_hook(f, "post-stop", "10-killed", "kill -9 $$");
     add_hook(f, "post-stop", "20-runs", "echo runs >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 0, &f->state), 0);
     assert_string_equal(read_out(f, buf, sizeof buf), "runs\n");
     assert_string_equal(f->state.hooks_failure, "post-stop/10-killed: signal 9");
 }
@@ -566,7 +567,7 @@ static void sync_unexecutable_hook_fails(void **s)
     add_hook(f, "pre-start", "10-placeholder", "true");
     snprintf(path, sizeof path, "%s/pre-start.d/10-placeholder", f->root);
     write_file(path, "#!/nonexistent/interpreter\n", 0755);
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
     assert_string_equal(f->state.hooks_failure, "pre-start/10-placeholder: exit 127");
 }
 
@@ -576,10 +577,10 @@ static void sync_unreadable_phase_dir(void **s)
     char path[256];
     snprintf(path, sizeof path, "%s/pre-start.d", f->root);
     write_file(path, "not a directory", 0644);
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
     assert_non_null(strstr(f->state.hooks_failure, "pre-start/(directory)"));
     f->cfg.warn_only = true;
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), 0);
 }
 
 static void sync_timeout_kills_process_group(void **s)
@@ -590,7 +591,7 @@ static void sync_timeout_kills_process_group(void **s)
     add_hook(f, "pre-start", "10-hangs",
              "sleep 300 &\necho $! > \"$OUT.bg\"\necho $$ > \"$OUT.fg\"\nsleep 300");
     add_hook(f, "pre-start", "20-never", "echo never >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), EXIT_HOOK_FAILED);
     assert_string_equal(f->state.hooks_failure, "pre-start/10-hangs: timed out after 1000 ms");
     snprintf(pidfile, sizeof pidfile, "%s.bg", f->out);
     assert_true(eventually_dead(read_pid_file(pidfile)));
@@ -604,7 +605,7 @@ static void sync_leftovers_are_killed(void **s)
     struct fixture *f = *s;
     char pidfile[256];
     add_hook(f, "post-stop", "10-leaves", "sleep 300 &\necho $! > \"$OUT.bg\"\nexit 0");
-    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 0, &f->state), 0);
     assert_string_equal(f->state.hooks_failure, "");
     snprintf(pidfile, sizeof pidfile, "%s.bg", f->out);
     assert_true(eventually_dead(read_pid_file(pidfile)));
@@ -616,7 +617,7 @@ static void sync_budget_caps_the_phase(void **s)
     char buf[256];
     add_hook(f, "post-stop", "10-slow", "echo slow >> \"$OUT\"; sleep 300");
     add_hook(f, "post-stop", "20-skipped", "echo skipped >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 800, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 800, &f->state), 0);
     assert_string_equal(read_out(f, buf, sizeof buf), "slow\n");
     assert_string_equal(f->state.hooks_failure, "post-stop/20-skipped: skipped: phase out of time");
 }
@@ -634,7 +635,7 @@ static void sync_pending_stop_signal_ends_phase(void **s)
     sigaddset(&term, SIGTERM);
     assert_int_equal(sigprocmask(SIG_BLOCK, &term, &old), 0);
     assert_int_equal(kill(getpid(), SIGTERM), 0);
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), 0);
     assert_string_equal(f->state.hooks_failure, "pre-start/10-never: skipped: stop requested");
     assert_string_equal(read_out(f, buf, sizeof buf), "");
     /* The signal is left pending for main. */
@@ -655,7 +656,7 @@ static void sync_stop_signal_while_a_hook_runs_kills_it(void **s)
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     assert_int_equal(sigprocmask(SIG_BLOCK, &term, &old), 0);
-    assert_int_equal(hooks_run_sync(&f->cfg, "pre-start", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "pre-start", &f->env, 0, &f->state), 0);
     assert_string_equal(f->state.hooks_failure, "pre-start/10-hangs: killed: stop requested");
     assert_string_equal(read_out(f, buf, sizeof buf), "");
     snprintf(buf, sizeof buf, "%s.fg", f->out);
@@ -670,7 +671,7 @@ static void sync_child_pid_passed(void **s)
     char buf[256];
     f->state.child_pid = 4242;
     add_hook(f, "post-stop", "10", "echo \"$PI_AGENT_CHILD_PID\" >> \"$OUT\"");
-    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 0, &f->state), 0);
     assert_string_equal(read_out(f, buf, sizeof buf), "4242\n");
 }
 
@@ -733,7 +734,7 @@ static void harness_run(struct async_harness *h, struct fixture *f, const char *
     if (!f->state.draining)
         f->state.child_running = true; /* as while Tomcat runs */
     h->in_call = true;
-    assert_int_equal(hooks_run_async(h->loop, &f->cfg, phase, f->env.vars, budget_ms, &f->state,
+    assert_int_equal(hooks_run_async(&f->hooks, h->loop, &f->cfg, phase, f->env.vars, budget_ms, &f->state,
                                      on_done, h), 0);
     h->in_call = false;
     assert_int_equal(loop_run(h->loop), 0);
@@ -827,7 +828,7 @@ static void async_phase_left_running_is_aborted_by_a_sync_phase(void **s)
     add_hook(f, "post-stop", "10-after", "echo post-stop >> \"$OUT\"");
     harness_start(&h);
     f->state.child_running = true;
-    assert_int_equal(hooks_run_async(h.loop, &f->cfg, "post-ready", f->env.vars, 0, &f->state,
+    assert_int_equal(hooks_run_async(&f->hooks, h.loop, &f->cfg, "post-ready", f->env.vars, 0, &f->state,
                                      on_done, &h), 0);
     /* The loop ends (Tomcat died, say) while the hook still runs. */
     snprintf(buf, sizeof buf, "%s.fg", f->out);
@@ -835,13 +836,13 @@ static void async_phase_left_running_is_aborted_by_a_sync_phase(void **s)
         assert_true(loop_timer_add(h.loop, 10, 0, on_stop_loop, NULL) > 0 &&
                     loop_run(h.loop) == 0);
     pid_t hung = read_pid_file(buf);
-    assert_int_equal(hooks_run_sync(&f->cfg, "post-stop", &f->env, 0, &f->state), 0);
+    assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 0, &f->state), 0);
     assert_int_equal(h.done_calls, 0);
     assert_true(eventually_dead(hung));
     assert_string_equal(read_out(f, buf, sizeof buf), "post-stop\n");
     assert_string_equal(f->state.hooks_failure,
                         "post-ready/10-hangs: killed: the agent is stopping");
-    hooks_abort_async(); /* nothing left: harmless */
+    hooks_abort_async(&f->hooks); /* nothing left: harmless */
     harness_end(&h);
 }
 
@@ -867,7 +868,7 @@ static void async_post_ready_skipped_without_tomcat(void **s)
     harness_start(&h);
     f->state.child_running = false;
     h.in_call = true;
-    assert_int_equal(hooks_run_async(h.loop, &f->cfg, "post-ready", f->env.vars, 0, &f->state,
+    assert_int_equal(hooks_run_async(&f->hooks, h.loop, &f->cfg, "post-ready", f->env.vars, 0, &f->state,
                                      on_done, &h), 0);
     h.in_call = false;
     assert_int_equal(loop_run(h.loop), 0);
@@ -882,7 +883,7 @@ static void async_unknown_phase_is_refused(void **s)
     struct fixture *f = *s;
     struct async_harness h;
     harness_start(&h);
-    assert_int_equal(hooks_run_async(h.loop, &f->cfg, "mid-flight", f->env.vars, 0, &f->state,
+    assert_int_equal(hooks_run_async(&f->hooks, h.loop, &f->cfg, "mid-flight", f->env.vars, 0, &f->state,
                                      on_done, &h), -1);
     assert_int_equal(h.done_calls, 0);
     harness_end(&h);
