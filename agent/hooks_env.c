@@ -13,6 +13,7 @@
 #include "config.h"
 #include "hooks.h"
 #include "state.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -107,7 +108,6 @@ static int read_env_file(const char *path, char **text, size_t *len, const char 
 {
     struct stat st;
     char *buf;
-    size_t got = 0;
     int fd;
 
     *text = NULL;
@@ -131,31 +131,17 @@ static int read_env_file(const char *path, char **text, size_t *len, const char 
         *why = "out of memory";
         return -1;
     }
-    for (;;) {
-        ssize_t n = read(fd, buf + got, HOOKS_ENV_FILE_MAX + 1 - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            *why = strerror(errno);
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-        if (got > HOOKS_ENV_FILE_MAX) {
-            *why = "larger than 64 KiB";
-            goto fail;
-        }
+    long got = util_read_fd(fd, buf, HOOKS_ENV_FILE_MAX + 1);
+    int saved = errno;
+    close(fd);
+    if (got < 0) {
+        *why = saved == EFBIG ? "larger than 64 KiB" : strerror(saved);
+        free(buf);
+        return -1;
     }
-    close(fd);
-    buf[got] = '\0';
     *text = buf;
-    *len = got;
+    *len = (size_t)got;
     return 0;
-fail:
-    close(fd);
-    free(buf);
-    return -1;
 }
 
 int hooks_env_file_take(const char *path, struct childenv *env, struct hooks_env_failure *why)

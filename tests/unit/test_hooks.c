@@ -675,6 +675,30 @@ static void sync_child_pid_passed(void **s)
     assert_string_equal(read_out(f, buf, sizeof buf), "4242\n");
 }
 
+/* The sync phases drive a loop of their own with SIGCHLD blocked for its
+ * signalfd: the caller's mask comes back as it was, either way. */
+static void sync_restores_the_callers_signal_mask(void **s)
+{
+    struct fixture *f = *s;
+    char buf[64];
+    sigset_t chld, before, after;
+
+    add_hook(f, "post-stop", "10", "echo ran >> \"$OUT\"");
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    for (int blocked = 0; blocked < 2; blocked++) {
+        assert_int_equal(sigprocmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &chld, &before), 0);
+        assert_int_equal(sigprocmask(SIG_BLOCK, NULL, &before), 0);
+        assert_int_equal(hooks_run_sync(&f->hooks, &f->cfg, "post-stop", &f->env, 0, &f->state), 0);
+        assert_int_equal(sigprocmask(SIG_BLOCK, NULL, &after), 0);
+        assert_int_equal(sigismember(&after, SIGCHLD), blocked);
+        assert_int_equal(sigismember(&after, SIGTERM), sigismember(&before, SIGTERM));
+    }
+    assert_string_equal(read_out(f, buf, sizeof buf), "ran\nran\n");
+    assert_string_equal(f->state.hooks_failure, "");
+    assert_null(f->hooks.active);
+}
+
 /* ---- asynchronous runner --------------------------------------------------- */
 
 struct async_harness {
@@ -910,6 +934,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sync_runs_in_order_with_phase_env, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_licence_status_unknown_without_state, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_no_hooks_dir_is_fine, setup, teardown),
+        cmocka_unit_test_setup_teardown(sync_restores_the_callers_signal_mask, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_prestart_env_file_feeds_tomcat_env, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_prestart_bad_env_line_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_prestart_oversized_env_file_fails, setup, teardown),
