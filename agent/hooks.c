@@ -319,8 +319,8 @@ static int start_hook(struct hook_run *run, const char *name, uint64_t limit)
     }
     if (run->prestart && hooks_env_file_create(run->env_file, sizeof run->env_file) != 0) {
         run->env_file[0] = '\0';
-        hook_failed(run, name,
-                    "cannot create the hook's PI_AGENT_ENV_FILE (set TMPDIR to a writable directory)",
+        hook_failed(run, name, "cannot create the hook's PI_AGENT_ENV_FILE "
+                    "(set TMPDIR to a writable directory)",
                     "cannot create PI_AGENT_ENV_FILE", strerror(errno), 0);
         return -1;
     }
@@ -473,10 +473,11 @@ static void stop_running(struct hook_run *run)
  * never from here. Returns the run, or NULL (done will not be called). */
 /* rc_out != NULL: a phase outside the loop (see struct sync_drive), which a
  * pending stop signal ends and whose result goes to *rc_out. */
-static struct hook_run *run_start(struct hooks *h, struct loop *loop, const struct hooks_config *cfg,
-                                  const char *phase, struct childenv *env, char *const *envp,
-                                  uint64_t budget_ms, struct agent_state *state,
-                                  void (*done)(void *ctx), void *ctx, int *rc_out)
+static struct hook_run *run_start(struct hooks *h, struct loop *loop,
+                                  const struct hooks_config *cfg, const char *phase,
+                                  struct childenv *env, char *const *envp, uint64_t budget_ms,
+                                  struct agent_state *state, void (*done)(void *ctx),
+                                  void *ctx, int *rc_out)
 {
     struct hook_run *run = calloc(1, sizeof *run);
 
@@ -506,7 +507,8 @@ static struct hook_run *run_start(struct hooks *h, struct loop *loop, const stru
         hooks_list(run->dir, &run->list) != 0) {
         const char *why = run->list.refused[0] ? run->list.refused : strerror(errno);
         log_emit(failure_level(run), "cannot read the hooks directory",
-                 LOG_FIELDS_(LF_STR("phase", phase), LF_STR("dir", run->dir), LF_STR("error", why)));
+                 LOG_FIELDS_(LF_STR("phase", phase), LF_STR("dir", run->dir),
+                             LF_STR("error", why)));
         record_failure(state, phase, "(directory)", why);
         if (run->fatal)
             run->rc = EXIT_HOOK_FAILED;

@@ -56,7 +56,8 @@ static const char *hooks_unsafe_reason(const struct stat *st)
     if (!owner_trusted(st->st_uid))
         snprintf(buf, sizeof buf, "owned by uid %u", (unsigned)st->st_uid);
     else if (st->st_mode & S_IWOTH)
-        snprintf(buf, sizeof buf, "writable by others (mode %04o)", (unsigned)(st->st_mode & 07777));
+        snprintf(buf, sizeof buf, "writable by others (mode %04o)",
+                 (unsigned)(st->st_mode & 07777));
     else if (st->st_mode & S_IWGRP)
         snprintf(buf, sizeof buf, "writable by its group (mode %04o)",
                  (unsigned)(st->st_mode & 07777));

@@ -31,7 +31,8 @@ int housekeeping_config_load(struct housekeeping_config *cfg, const char *dashbo
     const char *dir = config_env_str("PI_AGENT_TOMCAT_LOG_DIR");
     if (dir) {
         if (dir[0] != '/')
-            return config_fail(err, "PI_AGENT_TOMCAT_LOG_DIR", "must be an absolute path, got \"%.200s\"", dir);
+            return config_fail(err, "PI_AGENT_TOMCAT_LOG_DIR",
+                               "must be an absolute path, got \"%.200s\"", dir);
         if (strlen(dir) >= sizeof(cfg->log_dir))
             return config_fail(err, "PI_AGENT_TOMCAT_LOG_DIR", "is too long");
         snprintf(cfg->log_dir, sizeof(cfg->log_dir), "%s", dir);
@@ -63,10 +64,12 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
         if (errno == ENOENT)
             return 0;
         if (errno == ELOOP)
-            util_first_error_add(&out->errors, "%s: a symlink that root did not make is on the way; not followed",
-                      cfg->log_dir);
+            util_first_error_add(&out->errors,
+                                 "%s: a symlink that root did not make is on the way; not followed",
+                                 cfg->log_dir);
         else
-            util_first_error_add(&out->errors, "%s: cannot open: %s", cfg->log_dir, strerror(errno));
+            util_first_error_add(&out->errors, "%s: cannot open: %s", cfg->log_dir,
+                                 strerror(errno));
         return -1;
     }
     int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
@@ -90,7 +93,8 @@ int housekeeping_run(const struct housekeeping_config *cfg, int64_t now,
         if (unlinkat(dfd, e->d_name, 0) == 0) {
             out->removed++;
         } else if (errno != ENOENT) {
-            util_first_error_add(&out->errors, "%s/%s: cannot remove: %s", cfg->log_dir, e->d_name, strerror(errno));
+            util_first_error_add(&out->errors, "%s/%s: cannot remove: %s", cfg->log_dir,
+                                 e->d_name, strerror(errno));
         }
     }
     closedir(d);
