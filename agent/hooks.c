@@ -8,10 +8,7 @@
  * itself exits is killed too, so a hook cannot leave strays behind PID 1. */
 #include "hooks.h"
 
-#include "execprep.h"
-
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +18,13 @@
 #include <unistd.h>
 
 #include "childenv.h"
+#include "execprep.h"
 #include "log.h"
 #include "loop.h"
 #include "reap.h"
 #include "state.h"
 
 extern char **environ;
-
 
 /* ---- configuration ------------------------------------------------------ */
 

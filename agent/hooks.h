@@ -70,7 +70,10 @@ int hooks_config_load(struct hooks_config *cfg, struct config_error *err);
  * Returns 0, or EXIT_HOOK_FAILED when a pre-start hook failed (exit status not
  * 0, killed, timed out, unreadable hooks directory, bad PI_AGENT_ENV_FILE
  * line) and PI_AGENT_HOOK_FAILURE is not warn; the first such failure stops
- * the phase. Failures are logged and recorded in state->hooks_failure. */
+ * the phase. Each failure is logged once (an error when it stops the start,
+ * a warning otherwise) and recorded in state->hooks_failure. A hook killed
+ * for its time limit or a stop request is not waited for: the reaper
+ * collects it. */
 int hooks_run_sync(struct hooks *h, const struct hooks_config *cfg, const char *phase,
                    struct childenv *env, uint64_t budget_ms, struct agent_state *state);
 
