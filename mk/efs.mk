@@ -25,11 +25,15 @@ fuzz: fuzz-efs
 bench-efs: $(BUILD)/pi-agent $(PACKAGES_STAMP)
 	PI_AGENT_BIN=$(BUILD)/pi-agent ./bench/efs-scan.sh
 
-$(FUZZ_EFS_BIN): tests/fuzz/fuzz_efs_parsers.c agent/efs_layout.c agent/efs_layout.h \
-                 agent/efs_seed.c agent/efs_seed.h agent/config.c agent/config.h $(PACKAGES_STAMP)
+# The parsers live next to code that walks folders, drops to the run-as user
+# and forks the write probe: those modules link too (they are not fuzzed).
+FUZZ_EFS_SRCS := tests/fuzz/fuzz_efs_parsers.c agent/efs_layout.c agent/efs_seed.c agent/config.c \
+                 agent/fsafe.c agent/runas.c agent/util.c agent/worker.c agent/reap.c \
+                 agent/loop.c agent/log.c agent/execprep.c
+
+$(FUZZ_EFS_BIN): $(FUZZ_EFS_SRCS) $(wildcard agent/*.h) $(PACKAGES_STAMP)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_EFS_CFLAGS) -o $@ tests/fuzz/fuzz_efs_parsers.c agent/efs_layout.c \
-	    agent/efs_seed.c agent/config.c
+	clang $(FUZZ_EFS_CFLAGS) -o $@ $(FUZZ_EFS_SRCS)
 
 fuzz-efs: $(FUZZ_EFS_BIN)
 	@rm -rf $(BUILD)/fuzz/corpus-efs-work && mkdir -p $(BUILD)/fuzz/corpus-efs-work
