@@ -270,7 +270,7 @@ static void on_signal(struct loop *loop, int fd, uint32_t events, void *ctx)
         switch (sig) {
         case SIGCHLD:
             reap_all();
-            supervise_note_reaped();
+            supervise_note_reaped(a->sv);
             break;
         case SIGTERM:
         case SIGINT:

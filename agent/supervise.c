@@ -463,12 +463,10 @@ static void cleanup_on_any_exit(struct supervisor *sv)
         finish_cleanup(sv);
 }
 
-static struct supervisor *active_; /* for reap's orphan notifications */
-
-void supervise_note_reaped(void)
+void supervise_note_reaped(struct supervisor *sv)
 {
-    if (active_)
-        cleanup_on_any_exit(active_);
+    if (sv)
+        cleanup_on_any_exit(sv);
 }
 
 static void child_exited(pid_t pid, int status, void *ctx)
@@ -518,7 +516,6 @@ struct supervisor *supervise_new(struct loop *loop, const struct agent_config *c
     sv->ctx = ctx;
     sv->pidfd = -1;
     sv->phase = IDLE;
-    active_ = sv;
     return sv;
 }
 
@@ -531,7 +528,5 @@ void supervise_free(struct supervisor *sv)
         loop_timer_cancel(sv->loop, sv->kill_timer);
     if (sv->restart_timer > 0)
         loop_timer_cancel(sv->loop, sv->restart_timer);
-    if (active_ == sv)
-        active_ = NULL;
     free(sv);
 }

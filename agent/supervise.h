@@ -55,7 +55,7 @@ int kill_descendants(pid_t pgid);
 
 
 /* main calls this after every reap_all(), so the supervisor can tell when
- * the last process the child left behind is gone. */
-void supervise_note_reaped(void);
+ * the last process the child left behind is gone. sv may be NULL. */
+void supervise_note_reaped(struct supervisor *sv);
 
 #endif

@@ -381,11 +381,10 @@ static void on_sigchld(struct loop *loop, int fd, uint32_t events, void *ctx)
     struct signalfd_siginfo si;
     (void)loop;
     (void)events;
-    (void)ctx;
     while (read(fd, &si, sizeof si) == (ssize_t)sizeof si)
         ;
     reap_all();
-    supervise_note_reaped();
+    supervise_note_reaped(*(struct supervisor **)ctx);
 }
 
 static void child_cleanup_spares_running_workers(void **s)
@@ -400,7 +399,8 @@ static void child_cleanup_spares_running_workers(void **s)
 
     struct loop *loop = loop_new();
     assert_non_null(loop);
-    assert_int_equal(loop_add_fd(loop, sfd, EPOLLIN, on_sigchld, NULL), 0);
+    struct supervisor *sv = NULL;
+    assert_int_equal(loop_add_fd(loop, sfd, EPOLLIN, on_sigchld, &sv), 0);
     static char *command[] = { "sh", "-c", "sleep 0.2; exit 3", NULL };
     struct agent_config cfg = { .command = command, .stop_grace_s = 10,
                                 .restart = RESTART_NEVER };
@@ -410,7 +410,7 @@ static void child_cleanup_spares_running_workers(void **s)
     /* An EFS scan or a licence refresh, running when Tomcat exits. */
     assert_true(worker_start(loop, "slow", slow_worker, NULL, 10000, on_slow_done, NULL) > 0);
     struct loop *ctx[1] = { loop };
-    struct supervisor *sv = supervise_new(loop, &cfg, &st, on_sv_exit, ctx);
+    sv = supervise_new(loop, &cfg, &st, on_sv_exit, ctx);
     assert_non_null(sv);
     extern char **environ;
     assert_int_equal(supervise_start(sv, environ), 0);
