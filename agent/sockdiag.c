@@ -23,6 +23,13 @@
 #define TCPI_BYTES_RECEIVED_OFF 128 /* struct tcp_info, Linux 4.1 and later */
 #define IPPROTO_TCP_ 6
 
+/* A negative errno the kernel put in a reply; anything outside errno's range
+ * (a forged or corrupt reply, INT32_MIN included) reads as EIO. */
+static int errno_of(int32_t e)
+{
+    return e < 0 && e > -4096 ? -e : 5 /* EIO */;
+}
+
 static size_t align4(size_t n)
 {
     return (n + 3u) & ~(size_t)3u;
@@ -164,7 +171,7 @@ enum sockdiag_status sockdiag_parse(const void *buf, size_t len, uint32_t seq,
         if (type == NLMSG_DONE_) {
             /* A dump that failed part-way puts a negative errno here. */
             if (plen >= 4 && (int32_t)get32(payload) < 0) {
-                *kernel_errno = -(int32_t)get32(payload);
+                *kernel_errno = errno_of((int32_t)get32(payload));
                 return SOCKDIAG_FAILED;
             }
             return SOCKDIAG_DONE;
@@ -175,7 +182,7 @@ enum sockdiag_status sockdiag_parse(const void *buf, size_t len, uint32_t seq,
             int32_t e = (int32_t)get32(payload);
             if (e == 0)
                 continue; /* an acknowledgement */
-            *kernel_errno = e < 0 && e > -4096 ? -e : 5 /* EIO */;
+            *kernel_errno = errno_of(e);
             return SOCKDIAG_FAILED;
         }
         if (type != SOCK_DIAG_BY_FAMILY_)

@@ -188,6 +188,16 @@ static void test_dump_errors_name_the_kernel_errno(void **unused)
     assert_int_equal(sockdiag_parse(dd.b, dd.len, 3, collect, &s, &err), SOCKDIAG_FAILED);
     assert_int_equal(err, EINTR);
 
+    /* a forged code outside errno's range, INT32_MIN included, reads as EIO */
+    struct dgram bad = { .len = 0 };
+    add_done(&bad, 3, -65536);
+    assert_int_equal(sockdiag_parse(bad.b, bad.len, 3, collect, &s, &err), SOCKDIAG_FAILED);
+    assert_int_equal(err, EIO);
+    struct dgram worst = { .len = 0 };
+    add_done(&worst, 3, INT32_MIN);
+    assert_int_equal(sockdiag_parse(worst.b, worst.len, 3, collect, &s, &err), SOCKDIAG_FAILED);
+    assert_int_equal(err, EIO);
+
     struct dgram ack = { .len = 0 };
     add_error(&ack, 3, 0); /* an acknowledgement is not an error */
     assert_int_equal(sockdiag_parse(ack.b, ack.len, 3, collect, &s, &err), SOCKDIAG_MORE);
