@@ -72,7 +72,7 @@ static void check_licence(struct checker *c, const struct licence_config *cfg)
 }
 
 static void check_budget(struct checker *c, const struct efs_config *cfg,
-                         const struct efs_plan *plan, struct efs_state *st)
+                         const struct efs_scan_set *plan, struct efs_state *st)
 {
     uint64_t errors = 0;
     char first_error[256];
@@ -86,15 +86,16 @@ static void check_budget(struct checker *c, const struct efs_config *cfg,
     if (errors)
         line(c, EFS_WARN, "budget", "%llu entr%s could not be read: %s",
              (unsigned long long)errors, errors == 1 ? "y" : "ies", first_error);
-    const char *state = efs_budget_status(st->total_bytes, cfg->budget_bytes, cfg->warn_percent);
+    enum efs_status state = efs_budget_status(st->total_bytes, cfg->budget_bytes,
+                                              cfg->warn_percent);
     enum efs_level level = EFS_OK;
-    if (strcmp(state, "over") == 0)
-        level = cfg->over_budget_fail ? EFS_FAIL : EFS_WARN;
-    else if (strcmp(state, "warn") == 0)
+    if (efs_status_blocks_readiness(state, cfg->over_budget_fail))
+        level = EFS_FAIL;
+    else if (state != EFS_STATUS_OK)
         level = EFS_WARN;
     line(c, level, "budget", "%s: %llu of %llu bytes (%.1f%%, PI_EFS_BUDGET_BYTES), %llu file(s), "
          "measured in %.2f s%s",
-         state, (unsigned long long)st->total_bytes, (unsigned long long)cfg->budget_bytes,
+         efs_status_name(state), (unsigned long long)st->total_bytes, (unsigned long long)cfg->budget_bytes,
          (double)st->total_bytes * 100.0 / (double)cfg->budget_bytes,
          (unsigned long long)st->files, st->scan_seconds,
          level == EFS_FAIL ? "; PI_EFS_OVER_BUDGET=fail fails readiness" : "");
@@ -250,12 +251,12 @@ int check_run(FILE *out)
         line(&c, EFS_OK, "config", "every variable is valid");
         check_licence(&c, &licence);
         static struct efs_state st;
-        static struct efs_plan plan;
+        static struct efs_scan_set plan;
         int rc = efs_prepare(&efs, agent.run_as.set ? &agent.run_as : NULL, true, efs_line, &c,
                              &st, &plan);
         if (rc == EXIT_STORAGE)
             line(&c, EFS_FAIL, "storage", "a start would stop with exit status %d", EXIT_STORAGE);
-        else if (strcmp(st.status, "failed") == 0)
+        else if (st.status == EFS_STATUS_FAILED)
             line(&c, EFS_FAIL, "storage", "storage would fail: readiness would fail");
         check_run_as(&c, &efs, agent.run_as.set ? &agent.run_as : NULL, &st);
         if (plan.nscan > 0)

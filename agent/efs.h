@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "efs_layout.h"
+#include "efs_status.h"
 #include "housekeeping.h"
 
 struct loop;
@@ -37,22 +38,51 @@ struct efs_config {
     struct housekeeping_config housekeeping;
 };
 
+#define EFS_DEFAULT_ROOT "/mnt/efs"
+
 int efs_config_load(struct efs_config *cfg, struct config_error *err);
+
+/* PI_EFS_ROOT, the one rule for it: an absolute path (default /mnt/efs), not
+ * "/", trailing slashes dropped. Returns 0, or -1 with err naming it. */
+int efs_root_load(char *out, size_t cap, struct config_error *err);
+
+/* The folders a budget scan measures: what the start phase found. */
+struct efs_scan_set {
+    int nscan;
+    char names[EFS_LINKS_MAX][EFS_NAME_MAX + 1];
+    char paths[EFS_LINKS_MAX][PATH_MAX];
+};
+
+/* The storage of one agent while it runs, owned by the caller (PID 1 keeps
+ * one in its struct agent, zeroed) and passed to efs_start and efs_attach:
+ * the settings and state it works on, the folders the start phase found,
+ * and the rescans' loop. Nothing of it is hidden in this module. */
+struct efs_service {
+    const struct efs_config *cfg;
+    struct agent_state *state;
+    struct loop *loop;
+    const struct run_as *run_as; /* PI_AGENT_RUN_AS, or NULL: for housekeeping */
+    struct housekeeping housekeeping; /* the daily log housekeeping */
+    bool scanning;              /* a scan worker is running */
+    uint64_t writer;            /* this agent's id in the fleet's scan record */
+    struct efs_scan_set scan;   /* read up to nscan only: the rest stays untouched */
+};
 
 /* Start phase, as root, before Tomcat starts (see docs/storage.md). Runs the
  * work in a worker. Fills state->efs. Returns 0, or EXIT_STORAGE (73) when
  * PI_EFS_MODE=required or PI_EFS_REQUIRE_NFS=true is not met; the error is
  * logged as one line naming PI_EFS_ROOT and what was found. */
-int efs_start(const struct efs_config *cfg, const struct run_as *run_as,
-              struct agent_state *state);
+int efs_start(struct efs_service *svc, const struct efs_config *cfg,
+              const struct run_as *run_as, struct agent_state *state);
 
-/* Inside the loop: budget scans (first one right away, in a worker; then
- * every PI_EFS_SCAN_INTERVAL_SECONDS +-10%) and the daily log housekeeping.
- * Updates state->efs. Returns 0, or -1 when a timer could not be set. */
-int efs_attach(struct loop *loop, const struct efs_config *cfg, struct agent_state *state);
+/* Inside the loop, after efs_start on the same svc: budget scans (first one
+ * right away, in a worker; then every PI_EFS_SCAN_INTERVAL_SECONDS +-10%)
+ * and the daily log housekeeping. Updates svc->state->efs. Returns 0, or -1
+ * when a timer could not be set. */
+int efs_attach(struct efs_service *svc, struct loop *loop);
 
-/* For readiness: false when storage failed, or is over budget with
- * PI_EFS_OVER_BUDGET=fail; *why (may be NULL) then points at a reason. */
+/* For readiness: false when storage blocks it (efs_status_blocks_readiness
+ * with PI_EFS_OVER_BUDGET); *why (may be NULL) then points at a reason. */
 bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, const char **why);
 
 /* `pi-agent du PATH...`: the budget walk on its own, printing what
@@ -60,31 +90,23 @@ bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, co
  * total) plus the file count. Exit 0, 1 when a path could not be read. */
 int efs_du_command(int argc, char **argv);
 
-/* Pure: "ok", "warn" or "over" for a total against the budget. */
-const char *efs_budget_status(uint64_t total, uint64_t budget, unsigned warn_percent);
-
 /* The preparation itself (what the start worker runs), exposed for check and
  * for unit tests. dry_run inspects and probes without creating, seeding or
  * linking anything. Fills st (mode, status, reason, fs_type, folders' names)
  * and the paths a budget scan measures. Returns 0, or EXIT_STORAGE when the
  * configuration's requirements are not met. */
-struct efs_plan {
-    int nscan;
-    char names[EFS_LINKS_MAX][EFS_NAME_MAX + 1];
-    char paths[EFS_LINKS_MAX][PATH_MAX];
-};
 enum efs_level { EFS_OK, EFS_WARN, EFS_FAIL };
 /* Receives one line per check ("root", "folder themes", "link keys", ...). */
 typedef void (*efs_report_fn)(void *ctx, enum efs_level level, const char *check,
                               const char *text);
 int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as, bool dry_run,
                 efs_report_fn report, void *report_ctx, struct efs_state *st,
-                struct efs_plan *plan);
+                struct efs_scan_set *plan);
 
 /* Measures plan's folders into st (figures, status against the budget).
  * Returns 0, or -1 when nothing could be measured; *first_error names the
  * first unreadable path. */
-int efs_measure(const struct efs_config *cfg, const struct efs_plan *plan, struct efs_state *st,
+int efs_measure(const struct efs_config *cfg, const struct efs_scan_set *plan, struct efs_state *st,
                 uint64_t *errors, char *first_error, size_t cap);
 
 #endif

@@ -62,13 +62,11 @@ void health_evaluate(const struct agent_state *st, const struct health_policy *p
 
     struct health_check *e = &v->checks[CHECK_EFS];
     e->name = "efs";
-    e->status = st->efs.status[0] ? st->efs.status : "unknown";
+    e->status = efs_status_name(st->efs.status);
     e->reason = st->efs.reason;
     e->since_ms = st->efs.since_ms;
-    bool failed = strcmp(e->status, "failed") == 0;
-    bool over = strcmp(e->status, "over") == 0;
-    e->ok = !failed && !over;
-    e->blocking = failed || (over && policy->efs_over_fails);
+    e->ok = efs_status_healthy(st->efs.status);
+    e->blocking = efs_status_blocks_readiness(st->efs.status, policy->efs_over_fails);
 
     if (st->draining)
         v->status = HEALTH_DRAINING;
@@ -393,8 +391,6 @@ static const char *const licence_words[] = {
     NULL,
 };
 static const char *const status_words[] = { "starting", "ok", "draining", "unhealthy", NULL };
-static const char *const efs_words[] = { "ok", "warn", "over", "ephemeral", "failed",
-                                         "off", "pending", "unknown", NULL };
 
 /* Folder names come from another module: never read past the array. */
 static const char *folder_name(const struct efs_folder_usage *f, char *out, size_t cap)
@@ -470,7 +466,7 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
                  "Unix time the licence expires.", st->licence.expires);
     }
 
-    prom_state_set(&b, "pi_agent_efs_state", "status", "Storage status (1 = current).", efs_words,
+    prom_state_set(&b, "pi_agent_efs_state", "status", "Storage status (1 = current).", efs_status_words(),
                    v->checks[CHECK_EFS].status);
     if (st->efs.budget_bytes)
         prom_u64(&b, "pi_agent_efs_budget_bytes", "gauge", "Storage budget in bytes.",

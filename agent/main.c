@@ -70,6 +70,7 @@ struct agent {
     struct supervisor *sv;
     struct health_server *health;
     struct traffic *traffic;
+    struct efs_service efs;
     int sigfd;
     bool stop_started;
     uint64_t stop_started_ms;  /* monotonic */
@@ -325,7 +326,7 @@ static int start_phases(struct agent *a)
     rc = licence_start(&a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
     if (rc != 0 || stop_pending())
         return rc;
-    rc = efs_start(&a->cfg.efs, &a->cfg.agent.run_as, &a->state);
+    rc = efs_start(&a->efs, &a->cfg.efs, &a->cfg.agent.run_as, &a->state);
     exit_run_begin(); /* after the storage phase made ROOT/.pi-agent the agent's own */
     if (rc != 0 || stop_pending())
         return rc;
@@ -341,7 +342,7 @@ static int attach_services(struct agent *a)
     a->traffic = traffic_start(a->loop, &a->cfg.traffic, &a->state);
     if (a->traffic == NULL || probe_start(a->loop, &a->cfg.health, &a->state) != 0 ||
         emf_attach(a->loop, &a->cfg.health, &a->state) != 0 ||
-        efs_attach(a->loop, &a->cfg.efs, &a->state) != 0 ||
+        efs_attach(&a->efs, a->loop) != 0 ||
         dbcheck_start(a->loop, &a->cfg.db, a->cfg.health.probe_interval_s, &a->state) != 0 ||
         licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
         startup_attach(a->loop, a->cfg.agent.startup_timeout_s, &a->state) != 0 ||

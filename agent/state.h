@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "efs_status.h"
+
 #define STATE_REASON_MAX 256
 #define STATE_EFS_FOLDERS_MAX 16
 
@@ -45,7 +47,7 @@ struct efs_folder_usage {
 
 struct efs_state {
     char mode[16];                 /* managed, per-folder, ephemeral, off */
-    char status[16];               /* ok, warn, over, ephemeral, failed, off, pending */
+    enum efs_status status;        /* efs_status.h: the names and the readiness rule */
     char reason[STATE_REASON_MAX];
     char fs_type[16];              /* nfs, overlay, ext4, ... */
     bool scanned;                  /* at least one budget scan finished */

@@ -64,7 +64,7 @@ static void healthy(struct agent_state *st)
     snprintf(st->probe.status, sizeof st->probe.status, "ok");
     st->probe.passes = 1;
     snprintf(st->licence.status, sizeof st->licence.status, LICENCE_VALID);
-    snprintf(st->efs.status, sizeof st->efs.status, "ok");
+    st->efs.status = EFS_STATUS_OK;
 }
 
 static void database(struct agent_state *st, const char *status, const char *reason)

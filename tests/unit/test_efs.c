@@ -238,14 +238,14 @@ static void fs_names(void **s)
 static void budget_states(void **s)
 {
     (void)s;
-    assert_string_equal(efs_budget_status(0, 1000, 80), "ok");
-    assert_string_equal(efs_budget_status(799, 1000, 80), "ok");
-    assert_string_equal(efs_budget_status(800, 1000, 80), "warn");
-    assert_string_equal(efs_budget_status(1000, 1000, 80), "warn");
-    assert_string_equal(efs_budget_status(1001, 1000, 80), "over");
-    assert_string_equal(efs_budget_status(1000, 1000, 100), "warn");
-    assert_string_equal(efs_budget_status(UINT64_MAX - 1, UINT64_MAX, 80), "warn");
-    assert_string_equal(efs_budget_status(UINT64_MAX, 1, 80), "over");
+    assert_int_equal(efs_budget_status(0, 1000, 80), EFS_STATUS_OK);
+    assert_int_equal(efs_budget_status(799, 1000, 80), EFS_STATUS_OK);
+    assert_int_equal(efs_budget_status(800, 1000, 80), EFS_STATUS_WARN);
+    assert_int_equal(efs_budget_status(1000, 1000, 80), EFS_STATUS_WARN);
+    assert_int_equal(efs_budget_status(1001, 1000, 80), EFS_STATUS_OVER);
+    assert_int_equal(efs_budget_status(1000, 1000, 100), EFS_STATUS_WARN);
+    assert_int_equal(efs_budget_status(UINT64_MAX - 1, UINT64_MAX, 80), EFS_STATUS_WARN);
+    assert_int_equal(efs_budget_status(UINT64_MAX, 1, 80), EFS_STATUS_OVER);
 }
 
 static void ready_follows_status_and_policy(void **s)
@@ -256,23 +256,46 @@ static void ready_follows_status_and_policy(void **s)
     assert_int_equal(efs_config_load(&cfg, &err), 0);
     static struct agent_state state;
     const char *why = NULL;
-    strcpy(state.efs.status, "pending");
+    state.efs.status = EFS_STATUS_PENDING;
     assert_true(efs_ready(&cfg, &state, &why));
-    strcpy(state.efs.status, "ephemeral");
+    state.efs.status = EFS_STATUS_EPHEMERAL;
     assert_true(efs_ready(&cfg, &state, &why));
-    strcpy(state.efs.status, "over");
+    state.efs.status = EFS_STATUS_OVER;
     state.efs.total_bytes = 2000;
     state.efs.budget_bytes = 1000;
     assert_true(efs_ready(&cfg, &state, &why));
     cfg.over_budget_fail = true;
     assert_false(efs_ready(&cfg, &state, &why));
     assert_string_equal(why, "storage over budget: 2000 of 1000 bytes");
-    strcpy(state.efs.status, "warn");
+    state.efs.status = EFS_STATUS_WARN;
     assert_true(efs_ready(&cfg, &state, NULL));
-    strcpy(state.efs.status, "failed");
+    state.efs.status = EFS_STATUS_FAILED;
     strcpy(state.efs.reason, "PI_EFS_ROOT=/mnt/efs: read-only");
     assert_false(efs_ready(&cfg, &state, &why));
     assert_non_null(strstr(why, "PI_EFS_ROOT=/mnt/efs: read-only"));
+}
+
+/* One name table: every status has its word, /metrics lists each once with
+ * "unknown" last, and the readiness rule is the one the verdict uses. */
+static void status_names_and_rule(void **s)
+{
+    (void)s;
+    assert_string_equal(efs_status_name(EFS_STATUS_UNKNOWN), "unknown");
+    assert_string_equal(efs_status_name(EFS_STATUS_FAILED), "failed");
+    assert_string_equal(efs_status_name((enum efs_status)99), "unknown");
+    const char *const *w = efs_status_words();
+    static const char *const expect[] = { "ok", "warn", "over", "ephemeral", "failed",
+                                          "off", "pending", "unknown" };
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+        assert_string_equal(w[i], expect[i]);
+    assert_null(w[sizeof expect / sizeof expect[0]]);
+    for (int st = 0; st < EFS_STATUS_COUNT; st++) {
+        bool healthy = st != EFS_STATUS_FAILED && st != EFS_STATUS_OVER;
+        assert_int_equal(efs_status_healthy((enum efs_status)st), healthy);
+        assert_int_equal(efs_status_blocks_readiness((enum efs_status)st, false),
+                         st == EFS_STATUS_FAILED);
+        assert_int_equal(efs_status_blocks_readiness((enum efs_status)st, true), !healthy);
+    }
 }
 
 static void seed_marker(void **s)
@@ -310,6 +333,7 @@ int main(void)
         cmocka_unit_test(fs_names),
         cmocka_unit_test(budget_states),
         cmocka_unit_test_setup(ready_follows_status_and_policy, clear_env),
+        cmocka_unit_test(status_names_and_rule),
         cmocka_unit_test(seed_marker),
         cmocka_unit_test(housekeeping_age_rule),
     };

@@ -469,11 +469,11 @@ static void prepare_without_mounts(void **s)
     assert_int_equal(efs_config_load(&cfg, &err), 0);
 
     static struct efs_state st;
-    static struct efs_plan plan;
+    static struct efs_scan_set plan;
     /* auto, nothing mounted: ephemeral, start goes on */
     assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), 0);
     assert_string_equal(st.mode, "ephemeral");
-    assert_string_equal(st.status, "ephemeral");
+    assert_int_equal(st.status, EFS_STATUS_EPHEMERAL);
     assert_int_equal(plan.nscan, 0);
     char p[1024];
     pathf(p, sizeof(p), "%s/default.css", img);
@@ -482,7 +482,7 @@ static void prepare_without_mounts(void **s)
     /* required: 73, one reason naming the variable and what was found */
     cfg.mode = EFS_MODE_REQUIRED;
     assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), EXIT_STORAGE);
-    assert_string_equal(st.status, "failed");
+    assert_int_equal(st.status, EFS_STATUS_FAILED);
     char expect[700];
     pathf(expect, sizeof(expect), "PI_EFS_ROOT=%s is a folder on", efs);
     assert_non_null(strstr(st.reason, expect));
@@ -500,7 +500,7 @@ static void prepare_without_mounts(void **s)
     /* off: nothing at all */
     cfg.mode = EFS_MODE_OFF;
     assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), 0);
-    assert_string_equal(st.status, "off");
+    assert_int_equal(st.status, EFS_STATUS_OFF);
     unsetenv("PI_EFS_ROOT");
     unsetenv("PI_EFS_LINKS");
 }

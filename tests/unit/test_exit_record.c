@@ -372,7 +372,7 @@ static void test_live(void **s)
 
     /* readiness problems never fail liveness */
     snprintf(st.licence.status, sizeof st.licence.status, "expired");
-    snprintf(st.efs.status, sizeof st.efs.status, "failed");
+    st.efs.status = EFS_STATUS_FAILED;
     st.draining = true;
     assert_true(health_live(&st));
 

@@ -45,7 +45,7 @@ static void healthy_state(struct agent_state *st)
     snprintf(st->licence.source, sizeof st->licence.source, "inline");
     st->licence.has_days_left = true;
     st->licence.days_left = 120;
-    snprintf(st->efs.status, sizeof st->efs.status, "ok");
+    st->efs.status = EFS_STATUS_OK;
     snprintf(st->efs.mode, sizeof st->efs.mode, "managed");
 }
 
@@ -126,7 +126,7 @@ static void test_draining_wins(void **state)
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_DRAINING);
     assert_false(v.ready);
-    snprintf(st.efs.status, sizeof st.efs.status, "failed");
+    st.efs.status = EFS_STATUS_FAILED;
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_DRAINING);
 }
@@ -139,14 +139,14 @@ static void test_efs_rules(void **state)
     struct health_policy over_fails = { false, true };
     healthy_state(&st);
 
-    snprintf(st.efs.status, sizeof st.efs.status, "failed");
+    st.efs.status = EFS_STATUS_FAILED;
     snprintf(st.efs.reason, sizeof st.efs.reason, "EFS root is not mounted");
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_UNHEALTHY);
     assert_true(v.checks[CHECK_EFS].blocking);
     assert_string_equal(v.checks[CHECK_EFS].reason, "EFS root is not mounted");
 
-    snprintf(st.efs.status, sizeof st.efs.status, "over");
+    st.efs.status = EFS_STATUS_OVER;
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_OK); /* reported, not fatal by default */
     assert_false(v.checks[CHECK_EFS].ok);
@@ -155,9 +155,10 @@ static void test_efs_rules(void **state)
     assert_int_equal(v.status, HEALTH_UNHEALTHY);
     assert_true(v.checks[CHECK_EFS].blocking);
 
-    const char *fine[] = { "warn", "ephemeral", "off", "pending", "" };
+    const enum efs_status fine[] = { EFS_STATUS_WARN, EFS_STATUS_EPHEMERAL, EFS_STATUS_OFF,
+                                     EFS_STATUS_PENDING, EFS_STATUS_UNKNOWN };
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
-        snprintf(st.efs.status, sizeof st.efs.status, "%s", fine[i]);
+        st.efs.status = fine[i];
         health_evaluate(&st, &over_fails, &v);
         assert_int_equal(v.status, HEALTH_OK);
     }
@@ -230,7 +231,7 @@ static void test_health_json(void **state)
     healthy_state(&st);
     /* Things that must never reach the output. */
     snprintf(st.licence.subject, sizeof st.licence.subject, "customer-key-SECRET");
-    snprintf(st.efs.status, sizeof st.efs.status, "failed");
+    st.efs.status = EFS_STATUS_FAILED;
     snprintf(st.efs.reason, sizeof st.efs.reason, "mount \"/mnt/efs\" missing\nsee docs");
     st.efs.scanned = true;
     st.efs.total_bytes = 12345;
