@@ -252,8 +252,8 @@ int check_run(FILE *out)
         check_licence(&c, &licence);
         static struct efs_state st;
         static struct efs_scan_set plan;
-        int rc = efs_prepare(&efs, agent.run_as.set ? &agent.run_as : NULL, true, efs_line, &c,
-                             &st, &plan);
+        int rc = efs_check_storage(&efs, agent.run_as.set ? &agent.run_as : NULL, efs_line, &c,
+                                   &st, &plan);
         if (rc == EXIT_STORAGE)
             line(&c, EFS_FAIL, "storage", "a start would stop with exit status %d", EXIT_STORAGE);
         else if (st.status == EFS_STATUS_FAILED)

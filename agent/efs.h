@@ -90,18 +90,22 @@ bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, co
  * total) plus the file count. Exit 0, 1 when a path could not be read. */
 int efs_du_command(int argc, char **argv);
 
-/* The preparation itself (what the start worker runs), exposed for check and
- * for unit tests. dry_run inspects and probes without creating, seeding or
- * linking anything. Fills st (mode, status, reason, fs_type, folders' names)
- * and the paths a budget scan measures. Returns 0, or EXIT_STORAGE when the
- * configuration's requirements are not met. */
+/* The start phase's work itself (what the start worker runs), and what
+ * `pi-agent check` shows instead: both plan first (efs_plan.h), then a start
+ * carries the plan out while check says what a start would do. Each fills st
+ * (mode, status, reason, fs_type, folders' names) and the folders a budget
+ * scan measures, and reports one line per check ("root", "folder themes",
+ * "link keys", ...). Return 0, or EXIT_STORAGE when the configuration's
+ * requirements are not met. */
 enum efs_level { EFS_OK, EFS_WARN, EFS_FAIL };
-/* Receives one line per check ("root", "folder themes", "link keys", ...). */
 typedef void (*efs_report_fn)(void *ctx, enum efs_level level, const char *check,
                               const char *text);
-int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as, bool dry_run,
+int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as,
                 efs_report_fn report, void *report_ctx, struct efs_state *st,
-                struct efs_scan_set *plan);
+                struct efs_scan_set *scan);
+int efs_check_storage(const struct efs_config *cfg, const struct run_as *run_as,
+                      efs_report_fn report, void *report_ctx, struct efs_state *st,
+                      struct efs_scan_set *scan);
 
 /* Measures plan's folders into st (figures, status against the budget).
  * Returns 0, or -1 when nothing could be measured; *first_error names the

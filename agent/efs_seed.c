@@ -476,6 +476,22 @@ int efs_agent_dir_open(int rootfd, const char *root, char *moved, size_t moved_c
     return fsafe_private_dir(rootfd, EFS_AGENT_DIR, display, moved, moved_cap, msg, cap);
 }
 
+int efs_agent_dir(const char *root, char *moved, size_t moved_cap, char *msg, size_t cap)
+{
+    if (moved_cap)
+        moved[0] = '\0';
+    int rootfd = fsafe_open_dir_trusted(root, false);
+    if (rootfd < 0) {
+        efs_fmt(msg, cap, "PI_EFS_ROOT=%s: cannot open: %s", root, strerror(errno));
+        return -1;
+    }
+    int fd = efs_agent_dir_open(rootfd, root, moved, moved_cap, msg, cap);
+    int saved = errno;
+    close(rootfd);
+    errno = saved;
+    return fd;
+}
+
 /* Opens (creating) the seed lock in the agent's folder: a regular file of
  * the agent's with a single link, else it is moved aside. */
 static int open_lock(int agentfd, char *moved, size_t moved_cap)

@@ -68,6 +68,13 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
 int efs_agent_dir_open(int rootfd, const char *root, char *moved, size_t moved_cap, char *msg,
                        size_t cap);
 
+/* The one way to ROOT/.pi-agent for every module that keeps files there (the
+ * seed, the licence cache, run and scan records): opens the root without
+ * following a link, then the agent's own folder beneath it as
+ * efs_agent_dir_open does (created root's, mode 0700, when missing; anything
+ * else moved aside). Returns the fd, or -1 with msg naming the path. */
+int efs_agent_dir(const char *root, char *moved, size_t moved_cap, char *msg, size_t cap);
+
 /* Pure: does the marker text record this version? */
 bool efs_seed_marker_matches(const char *text, size_t len, const char *version);
 

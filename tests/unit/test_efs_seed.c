@@ -21,6 +21,7 @@
 
 #include "efs.h"
 #include "efs_layout.h"
+#include "efs_plan.h"
 #include "efs_seed.h"
 #include "state.h"
 
@@ -471,7 +472,7 @@ static void prepare_without_mounts(void **s)
     static struct efs_state st;
     static struct efs_scan_set plan;
     /* auto, nothing mounted: ephemeral, start goes on */
-    assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), 0);
+    assert_int_equal(efs_prepare(&cfg, NULL, NULL, NULL, &st, &plan), 0);
     assert_string_equal(st.mode, "ephemeral");
     assert_int_equal(st.status, EFS_STATUS_EPHEMERAL);
     assert_int_equal(plan.nscan, 0);
@@ -481,7 +482,7 @@ static void prepare_without_mounts(void **s)
 
     /* required: 73, one reason naming the variable and what was found */
     cfg.mode = EFS_MODE_REQUIRED;
-    assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), EXIT_STORAGE);
+    assert_int_equal(efs_prepare(&cfg, NULL, NULL, NULL, &st, &plan), EXIT_STORAGE);
     assert_int_equal(st.status, EFS_STATUS_FAILED);
     char expect[700];
     pathf(expect, sizeof(expect), "PI_EFS_ROOT=%s is a folder on", efs);
@@ -489,20 +490,111 @@ static void prepare_without_mounts(void **s)
     assert_non_null(strstr(st.reason, "not a mount point"));
 
     pathf(cfg.root, sizeof(cfg.root), "%s/absent", base);
-    assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), EXIT_STORAGE);
+    assert_int_equal(efs_prepare(&cfg, NULL, NULL, NULL, &st, &plan), EXIT_STORAGE);
     assert_non_null(strstr(st.reason, "does not exist"));
 
     /* auto with PI_EFS_REQUIRE_NFS=true and nothing mounted: an error too */
     cfg.mode = EFS_MODE_AUTO;
     cfg.require_nfs = true;
-    assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), EXIT_STORAGE);
+    assert_int_equal(efs_prepare(&cfg, NULL, NULL, NULL, &st, &plan), EXIT_STORAGE);
 
     /* off: nothing at all */
     cfg.mode = EFS_MODE_OFF;
-    assert_int_equal(efs_prepare(&cfg, NULL, false, NULL, NULL, &st, &plan), 0);
+    assert_int_equal(efs_prepare(&cfg, NULL, NULL, NULL, &st, &plan), 0);
     assert_int_equal(st.status, EFS_STATUS_OFF);
     unsetenv("PI_EFS_ROOT");
     unsetenv("PI_EFS_LINKS");
+}
+
+struct lines {
+    int n;
+    char text[32][600];
+};
+
+static void collect(void *ctx, enum efs_level level, const char *check, const char *text)
+{
+    struct lines *l = ctx;
+    if (l->n < 32)
+        snprintf(l->text[l->n++], sizeof(l->text[0]), "%d %s: %s", (int)level, check, text);
+}
+
+static bool said(const struct lines *l, const char *needle)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strstr(l->text[i], needle))
+            return true;
+    return false;
+}
+
+/* Plan, then act: the planning pass and check's showing of the plan leave
+ * the disk as it was; a start carries the same plan out. The stand-in
+ * layout (the image links into a root nothing is mounted on) is the one a
+ * test can reach without a mount. */
+static void plan_then_act_stand_in(void **s)
+{
+    (void)s;
+    struct efs_config cfg;
+    struct config_error err = { "" };
+    static const char *const vars[] = { "PI_EFS_MODE", "PI_EFS_LINKS", "PI_EFS_REQUIRE_NFS",
+                                        "PI_EFS_SEED_DIR", NULL };
+    for (int i = 0; vars[i]; i++)
+        unsetenv(vars[i]);
+    char root[600], dash[600], seed[600], folder[700], p[1024];
+    pathf(root, sizeof(root), "%s/standin/root", base);
+    pathf(dash, sizeof(dash), "%s/dash-themes", base);
+    pathf(seed, sizeof(seed), "%s/seed", base);
+    pathf(folder, sizeof(folder), "%s/themes", root);
+    assert_int_equal(symlink(folder, dash), 0);
+    assert_int_equal(mkdir(seed, 0755), 0);
+    pathf(p, sizeof(p), "%s/themes", seed);
+    assert_int_equal(rename(img, p), 0);
+    setenv("PI_EFS_ROOT", root, 1);
+    setenv("PI_EFS_SEED_DIR", seed, 1);
+    char links[1300];
+    pathf(links, sizeof(links), "themes:%s", dash);
+    setenv("PI_EFS_LINKS", links, 1);
+    assert_int_equal(efs_config_load(&cfg, &err), 0);
+
+    static struct efs_plan plan;
+    efs_plan_make(&cfg, NULL, &plan);
+    assert_int_equal(plan.layout, EFS_LAYOUT_STAND_IN);
+    assert_true(plan.root_missing);
+    assert_false(plan.beneath_root);
+    assert_int_not_equal(access(root, F_OK), 0);
+
+    static struct efs_state st;
+    static struct efs_scan_set scan;
+    static struct lines out;
+    out.n = 0;
+    assert_int_equal(efs_check_storage(&cfg, NULL, collect, &out, &st, &scan), 0);
+    assert_int_equal(st.status, EFS_STATUS_EPHEMERAL);
+    assert_true(said(&out, "will be created"));
+    assert_int_not_equal(access(root, F_OK), 0); /* check writes nothing */
+
+    out.n = 0;
+    assert_int_equal(efs_prepare(&cfg, NULL, collect, &out, &st, &scan), 0);
+    assert_int_equal(st.status, EFS_STATUS_EPHEMERAL);
+    assert_string_equal(st.mode, "ephemeral");
+    assert_int_equal(scan.nscan, 1);
+    assert_string_equal(scan.paths[0], folder);
+    pathf(p, sizeof(p), "%s/default.css", folder);
+    assert_int_equal(access(p, F_OK), 0); /* seeded from PI_EFS_SEED_DIR/themes */
+    assert_true(said(&out, "image defaults seeded"));
+    assert_true(said(&out, "link themes"));
+
+    /* Planned again, the same root is now laid out: folders exist, the
+     * link is right, the seed is done; check says so. */
+    efs_plan_make(&cfg, NULL, &plan);
+    assert_true(plan.beneath_root);
+    assert_true(plan.row[0].exists && plan.row[0].is_dir);
+    assert_int_equal(plan.row[0].state, EFS_LINK_OK);
+    out.n = 0;
+    assert_int_equal(efs_check_storage(&cfg, NULL, collect, &out, &st, &scan), 0);
+    assert_true(said(&out, "exists"));
+    assert_true(said(&out, "already seeded"));
+    for (int i = 0; vars[i]; i++)
+        unsetenv(vars[i]);
+    unsetenv("PI_EFS_ROOT");
 }
 
 int main(void)
@@ -520,6 +612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(link_replace_moves_the_image_folder_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(remove_image_tree_never_follows_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(prepare_without_mounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(plan_then_act_stand_in, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
