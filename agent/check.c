@@ -74,18 +74,17 @@ static void check_licence(struct checker *c, const struct licence_config *cfg)
 static void check_budget(struct checker *c, const struct efs_config *cfg,
                          const struct efs_scan_set *plan, struct efs_state *st)
 {
-    uint64_t errors = 0;
-    char first_error[256];
-    if (efs_measure(cfg, plan, st, &errors, first_error, sizeof(first_error)) < 0) {
-        line(c, EFS_FAIL, "budget", "nothing could be measured: %s", first_error);
+    struct util_first_error err;
+    if (efs_measure(cfg, plan, st, &err) < 0) {
+        line(c, EFS_FAIL, "budget", "nothing could be measured: %s", err.msg);
         return;
     }
     for (int i = 0; i < st->nfolders; i++)
         line(c, EFS_OK, "usage", "%-12s %llu bytes in %llu file(s)", st->folders[i].name,
              (unsigned long long)st->folders[i].bytes, (unsigned long long)st->folders[i].files);
-    if (errors)
+    if (err.count)
         line(c, EFS_WARN, "budget", "%llu entr%s could not be read: %s",
-             (unsigned long long)errors, errors == 1 ? "y" : "ies", first_error);
+             (unsigned long long)err.count, err.count == 1 ? "y" : "ies", err.msg);
     enum efs_status state = efs_budget_status(st->total_bytes, cfg->budget_bytes,
                                               cfg->warn_percent);
     enum efs_level level = EFS_OK;

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "efs_layout.h"
 #include "efs_status.h"
+#include "util.h"
 #include "housekeeping.h"
 
 struct loop;
@@ -44,7 +45,7 @@ int efs_config_load(struct efs_config *cfg, struct config_error *err);
 
 /* PI_EFS_ROOT, the one rule for it: an absolute path (default /mnt/efs), not
  * "/", trailing slashes dropped. Returns 0, or -1 with err naming it. */
-int efs_root_load(char *out, size_t cap, struct config_error *err);
+int efs_config_root(char *out, size_t cap, struct config_error *err);
 
 /* The folders a budget scan measures: what the start phase found. */
 struct efs_scan_set {
@@ -107,10 +108,10 @@ int efs_check_storage(const struct efs_config *cfg, const struct run_as *run_as,
                       efs_report_fn report, void *report_ctx, struct efs_state *st,
                       struct efs_scan_set *scan);
 
-/* Measures plan's folders into st (figures, status against the budget).
- * Returns 0, or -1 when nothing could be measured; *first_error names the
- * first unreadable path. */
-int efs_measure(const struct efs_config *cfg, const struct efs_scan_set *plan, struct efs_state *st,
-                uint64_t *errors, char *first_error, size_t cap);
+/* Measures the scan set's folders into st (figures, status against the
+ * budget). Returns 0, or -1 when nothing could be measured; err counts the
+ * unreadable entries and names the first. */
+int efs_measure(const struct efs_config *cfg, const struct efs_scan_set *scan,
+                struct efs_state *st, struct util_first_error *err);
 
 #endif

@@ -110,7 +110,7 @@ static void make_seed(struct efs_prep *p)
                 EFS_AGENT_DIR, res.moved_aside);
     if (rc < 0)
         efs_say(p, EFS_FAIL, "seed", "seeding failed (%llu error(s)): %s",
-                (unsigned long long)res.errors, res.first_error);
+                (unsigned long long)res.err.count, res.err.msg);
     else if (res.skipped)
         efs_say(p, EFS_OK, "seed", "image defaults already seeded (version %s)", res.version);
     else

@@ -23,7 +23,7 @@ static int load_abs_path(const char *name, const char *def, char *out, size_t ca
     return 0;
 }
 
-int efs_root_load(char *out, size_t cap, struct config_error *err)
+int efs_config_root(char *out, size_t cap, struct config_error *err)
 {
     if (load_abs_path("PI_EFS_ROOT", EFS_DEFAULT_ROOT, out, cap, err) < 0)
         return -1;
@@ -43,7 +43,7 @@ int efs_config_load(struct efs_config *cfg, struct config_error *err)
     if (config_env_choice("PI_EFS_MODE", EFS_MODE_AUTO, modes, &choice, err) < 0)
         return -1;
     cfg->mode = (enum efs_mode)choice;
-    if (efs_root_load(cfg->root, sizeof(cfg->root), err) < 0)
+    if (efs_config_root(cfg->root, sizeof(cfg->root), err) < 0)
         return -1;
     if (config_env_bool("PI_EFS_REQUIRE_NFS", false, &cfg->require_nfs, err) < 0)
         return -1;

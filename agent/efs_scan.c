@@ -112,13 +112,10 @@ static int links_seen(struct efs_scan *scan, dev_t dev, ino_t ino)
 
 static void note_error(struct efs_scan_totals *out, const char *path, const char *what, int err)
 {
-    out->errors++;
-    if (out->first_error[0] != '\0')
-        return;
     /* Keep the end of a very long path: the deepest names say the most. */
     size_t len = strlen(path), keep = 160;
     const char *shown = len > keep ? path + len - keep : path;
-    snprintf(out->first_error, sizeof(out->first_error), "%s%s: %s: %s", len > keep ? "..." : "",
+    util_first_error_add(&out->err, "%s%s: %s: %s", len > keep ? "..." : "",
              shown, what, strerror(err));
 }
 

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "util.h"
+
 /* Deeper trees are reported as an error rather than exhausting descriptors. */
 #define EFS_SCAN_MAX_DEPTH 256
 
@@ -19,8 +21,8 @@ struct efs_scan_totals {
     uint64_t files;          /* non-directory inodes counted */
     uint64_t dirs;           /* directories counted (the top one included) */
     uint64_t skipped_mounts; /* directories on another file system, not entered */
-    uint64_t errors;         /* entries that could not be read */
-    char first_error[256];   /* "path: reason" of the first error, "" when none */
+    struct util_first_error err; /* entries that could not be read, and
+                                    "path: reason" of the first ("" when none) */
 };
 
 /* One scan shares its hard-link memory across every tree it measures, so a
@@ -32,7 +34,7 @@ void efs_scan_free(struct efs_scan *scan);
 
 /* Measures the tree at path into *out (which it clears first). Returns 0 when
  * the top of the tree could be read (errors inside are counted in out), -1
- * when it could not (out->first_error says why). */
+ * when it could not (out->err.msg says why). */
 int efs_scan_tree(struct efs_scan *scan, const char *path, struct efs_scan_totals *out);
 
 /* Number of distinct multiply-linked inodes remembered so far (for tests and

@@ -3,6 +3,7 @@
 
 #include "efs_layout.h"
 #include "fsafe.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -134,10 +135,7 @@ struct seed_ctx {
 
 static void seed_error(struct seed_ctx *c, const char *name, const char *what, int err)
 {
-    c->res->errors++;
-    if (c->res->first_error[0] == '\0')
-        snprintf(c->res->first_error, sizeof(c->res->first_error), "%s/%s: %s: %s", c->path,
-                 name, what, strerror(err));
+    util_first_error_add(&c->res->err, "%s/%s: %s: %s", c->path, name, what, strerror(err));
 }
 
 /* Moves tmp to name unless name exists. Returns 1 when placed, 0 when name
@@ -524,34 +522,24 @@ static int open_beneath_root(int rootfd, const char *root, const char *dst)
     return fsafe_open_dir_trusted(dst, false);
 }
 
-static double mono_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
                  const struct run_as *run_as, struct efs_seed_result *res)
 {
     memset(res, 0, sizeof(*res));
-    char *errbuf = res->first_error;
-    size_t errcap = sizeof(res->first_error);
+    struct util_first_error *err = &res->err;
     /* Unreadable image entries only make the fingerprint partial: the seed
      * itself reports them. */
     (void)efs_seed_fingerprint(src, n, res->version);
     int rootfd = fsafe_open_dir_trusted(root, false);
     if (rootfd < 0) {
-        snprintf(errbuf, errcap, "%s: cannot open: %s", root, strerror(errno));
-        res->errors++;
+        util_first_error_add(err, "%s: cannot open: %s", root, strerror(errno));
         return -1;
     }
     char msg[600];
     int agentfd = efs_agent_dir_open(rootfd, root, res->moved_aside, sizeof(res->moved_aside),
                                      msg, sizeof(msg));
     if (agentfd < 0) {
-        efs_fmt(errbuf, errcap, "%s", msg);
-        res->errors++;
+        util_first_error_add(err, "%s", msg);
         close(rootfd);
         return -1;
     }
@@ -560,22 +548,20 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
     if (lock_moved[0] && !res->moved_aside[0])
         efs_fmt(res->moved_aside, sizeof(res->moved_aside), "%s/%s", EFS_AGENT_DIR, lock_moved);
     if (lockfd < 0) {
-        snprintf(errbuf, errcap, "%s/%s: cannot open: %s", root, EFS_SEED_LOCK, strerror(errno));
-        res->errors++;
+        util_first_error_add(err, "%s/%s: cannot open: %s", root, EFS_SEED_LOCK, strerror(errno));
         close(agentfd);
         close(rootfd);
         return -1;
     }
     (void)fcntl(lockfd, F_SETFL, 0); /* O_NONBLOCK was for the open only */
     struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
-    double t0 = mono_seconds();
+    double t0 = util_mono_s();
     int rc;
     while ((rc = fcntl(lockfd, F_SETLKW, &fl)) < 0 && errno == EINTR)
         ;
-    res->lock_wait_s = mono_seconds() - t0;
+    res->lock_wait_s = util_mono_s() - t0;
     if (rc < 0) {
-        snprintf(errbuf, errcap, "%s/%s: cannot lock: %s", root, EFS_SEED_LOCK, strerror(errno));
-        res->errors++;
+        util_first_error_add(err, "%s/%s: cannot lock: %s", root, EFS_SEED_LOCK, strerror(errno));
         close(lockfd);
         close(agentfd);
         close(rootfd);
@@ -608,12 +594,10 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
             close(sfd);
             close(dfd);
         }
-        if (res->errors == 0) {
-            char err[512];
-            if (write_marker(agentfd, res->version, err, sizeof(err)) < 0) {
-                res->errors++;
-                efs_fmt(errbuf, errcap, "%s/%s", root, err);
-            }
+        if (err->count == 0) {
+            char marker_msg[512];
+            if (write_marker(agentfd, res->version, marker_msg, sizeof(marker_msg)) < 0)
+                util_first_error_add(err, "%s/%s", root, marker_msg);
         }
     }
     fl.l_type = F_UNLCK;
@@ -621,5 +605,5 @@ int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
     close(lockfd); /* closing drops the lock anyway */
     close(agentfd);
     close(rootfd);
-    return res->errors == 0 ? 0 : -1;
+    return err->count == 0 ? 0 : -1;
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "util.h"
 
 #define EFS_AGENT_DIR ".pi-agent"
 #define EFS_SEED_LOCK ".pi-agent/seed.lock"
@@ -43,8 +44,7 @@ struct efs_seed_result {
     uint64_t kept;           /* entries already on EFS, left as they were */
     uint64_t dirs_created;
     uint64_t temps_removed;  /* leftovers of an interrupted seed */
-    uint64_t errors;
-    char first_error[512];   /* "path: reason" */
+    struct util_first_error err; /* count, and "path: reason" of the first */
     double lock_wait_s;
     uint64_t odd;            /* symlinks or multiply-linked files where the image has content */
     char first_odd[512];     /* "path: what" of the first one */
@@ -56,8 +56,8 @@ struct efs_seed_result {
 int efs_seed_fingerprint(const struct efs_seed_source *src, int n, char out[17]);
 
 /* Seeds every source into its destination under the root's lock. Returns 0
- * when the seed is complete (res->errors == 0), -1 otherwise (res->first_error
- * or msg says why: lock, marker or copy failures name the path). */
+ * when the seed is complete (res->err.count == 0), -1 otherwise (res->err.msg
+ * says why: lock, marker or copy failures name the path). */
 int efs_seed_run(const char *root, const struct efs_seed_source *src, int n,
                  const struct run_as *run_as, struct efs_seed_result *res);
 

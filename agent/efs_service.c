@@ -30,16 +30,14 @@
 
 /* ---- measuring ---------------------------------------------------------- */
 
-int efs_measure(const struct efs_config *cfg, const struct efs_scan_set *plan, struct efs_state *st,
-                uint64_t *errors, char *first_error, size_t cap)
+int efs_measure(const struct efs_config *cfg, const struct efs_scan_set *plan,
+                struct efs_state *st, struct util_first_error *err)
 {
     double t0 = util_mono_s();
     struct efs_scan *scan = efs_scan_new();
-    *errors = 0;
-    if (cap)
-        first_error[0] = '\0';
+    memset(err, 0, sizeof(*err));
     if (!scan) {
-        snprintf(first_error, cap, "out of memory");
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
         return -1;
     }
     int measured = 0;
@@ -62,9 +60,9 @@ int efs_measure(const struct efs_config *cfg, const struct efs_scan_set *plan, s
         st->folders[i].files = t.files;
         st->total_bytes += t.bytes;
         st->files += t.files;
-        *errors += t.errors;
-        if (t.errors && cap && first_error[0] == '\0')
-            snprintf(first_error, cap, "%s", t.first_error);
+        if (t.err.count && err->count == 0)
+            snprintf(err->msg, sizeof(err->msg), "%s", t.err.msg);
+        err->count += t.err.count;
         if (rc == 0)
             measured++;
     }
@@ -80,8 +78,7 @@ int efs_measure(const struct efs_config *cfg, const struct efs_scan_set *plan, s
 struct scan_report {
     uint32_t magic;
     int rc;
-    uint64_t errors;
-    char first_error[256];
+    struct util_first_error err;
     struct efs_state st;
     bool shared;              /* the figures are another task's walk */
     double shared_age_s;      /* how old that walk was */
@@ -157,8 +154,7 @@ static int write_share_record(const char *root, int agentfd, const struct efs_sh
 
 static void measure_into(const struct efs_service *svc, struct scan_report *rep)
 {
-    rep->rc = efs_measure(svc->cfg, &svc->scan, &rep->st, &rep->errors, rep->first_error,
-                          sizeof(rep->first_error));
+    rep->rc = efs_measure(svc->cfg, &svc->scan, &rep->st, &rep->err);
 }
 
 /* One walk per interval for the fleet: under the scan lock, a record
@@ -222,7 +218,7 @@ static void measure_shared(const struct efs_service *svc, struct scan_report *re
         rep->st.nfolders = r.nfolders;
         memcpy(rep->st.folders, r.folders, sizeof(rep->st.folders));
         rep->st.scanned = true;
-        rep->errors = r.errors;
+        rep->err.count = r.errors;
     } else {
         measure_into(svc, rep);
         if (rep->rc == 0) {
@@ -231,7 +227,7 @@ static void measure_shared(const struct efs_service *svc, struct scan_report *re
             r.writer = svc->writer;
             r.total_bytes = rep->st.total_bytes;
             r.files = rep->st.files;
-            r.errors = rep->errors;
+            r.errors = rep->err.count;
             r.scan_seconds = rep->st.scan_seconds;
             r.nfolders = rep->st.nfolders;
             memcpy(r.folders, rep->st.folders, sizeof(r.folders));
@@ -335,8 +331,8 @@ static void scan_done(struct loop *loop, const struct worker_result *res, void *
         LF_INT("budget_bytes", st->budget_bytes),
         LF_INT("files", st->files),
         LF_DOUBLE("scan_seconds", st->scan_seconds),
-        LF_INT("errors", rep->errors),
-        LF_STR("first_error", rep->first_error),
+        LF_INT("errors", rep->err.count),
+        LF_STR("first_error", rep->err.msg),
         { 0 },
     };
     enum log_level level = budget == EFS_STATUS_OK ? LOG_INFO : LOG_WARN;
@@ -344,15 +340,15 @@ static void scan_done(struct loop *loop, const struct worker_result *res, void *
                     : budget == EFS_STATUS_WARN ? "storage near budget"
                                                   : "storage usage",
              fields);
-    if (rep->errors) {
-        log_warn("storage scan could not read every entry", LF_INT("errors", rep->errors),
-                 LF_STR("first_error", rep->first_error));
+    if (rep->err.count) {
+        log_warn("storage scan could not read every entry", LF_INT("errors", rep->err.count),
+                 LF_STR("first_error", rep->err.msg));
         /* The figures are short of what could not be read: say so where the
          * state is reported, unless a failure or the budget already speaks. */
         if (!keeps_status && budget == EFS_STATUS_OK)
             efs_fmt(st->reason, sizeof(st->reason), "figures incomplete: %llu unreadable "
-                    "entr%s, first %s", (unsigned long long)rep->errors,
-                    rep->errors == 1 ? "y" : "ies", rep->first_error);
+                    "entr%s, first %s", (unsigned long long)rep->err.count,
+                    rep->err.count == 1 ? "y" : "ies", rep->err.msg);
     } else if (!keeps_status && budget == EFS_STATUS_OK) {
         st->reason[0] = '\0';
     }
@@ -414,15 +410,15 @@ int efs_du_command(int argc, char **argv)
         struct efs_scan_totals t;
         if (efs_scan_tree(scan, argv[i], &t) < 0)
             rc = 1;
-        if (t.errors) {
-            fprintf(stderr, "pi-agent du: %s (%llu unreadable entr%s)\n", t.first_error,
-                    (unsigned long long)t.errors, t.errors == 1 ? "y" : "ies");
+        if (t.err.count) {
+            fprintf(stderr, "pi-agent du: %s (%llu unreadable entr%s)\n", t.err.msg,
+                    (unsigned long long)t.err.count, t.err.count == 1 ? "y" : "ies");
             rc = 1;
         }
         printf("%llu\t%s\n", (unsigned long long)t.bytes, argv[i]);
         total += t.bytes;
         files += t.files;
-        errors += t.errors;
+        errors += t.err.count;
     }
     printf("%llu\ttotal\n", (unsigned long long)total);
     printf("%llu\tfiles\n", (unsigned long long)files);

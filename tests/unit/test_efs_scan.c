@@ -93,7 +93,7 @@ static void agrees_with_du_on_a_mixed_tree(void **s)
     struct efs_scan *scan = efs_scan_new();
     struct efs_scan_totals t;
     assert_int_equal(efs_scan_tree(scan, base, &t), 0);
-    assert_int_equal(t.errors, 0);
+    assert_int_equal(t.err.count, 0);
     assert_int_equal(t.bytes, du_bytes(base));
     assert_int_equal(t.dirs, 4);
     assert_int_equal(t.files, 3 + 1 + 300 + 1);
@@ -150,7 +150,7 @@ static void symlinks_are_never_followed(void **s)
     struct efs_scan *scan = efs_scan_new();
     struct efs_scan_totals t;
     assert_int_equal(efs_scan_tree(scan, base, &t), 0);
-    assert_int_equal(t.errors, 0);
+    assert_int_equal(t.err.count, 0);
     assert_int_equal(t.bytes, du_bytes(base));
     /* the links themselves count (their target's length), never what they point at */
     assert_true(t.bytes < 42 + 1 + 4 + 2 + 3 * 4096 + 1);
@@ -174,8 +174,8 @@ static void missing_top_is_an_error_naming_it(void **s)
     struct efs_scan *scan = efs_scan_new();
     struct efs_scan_totals t;
     assert_int_equal(efs_scan_tree(scan, path, &t), -1);
-    assert_non_null(strstr(t.first_error, path));
-    assert_non_null(strstr(t.first_error, "No such file"));
+    assert_non_null(strstr(t.err.msg, path));
+    assert_non_null(strstr(t.err.msg, "No such file"));
     efs_scan_free(scan);
 }
 
@@ -195,9 +195,9 @@ static void too_deep_is_an_error_not_a_crash(void **s)
     struct efs_scan *scan = efs_scan_new();
     struct efs_scan_totals t;
     assert_int_equal(efs_scan_tree(scan, base, &t), 0);
-    assert_int_equal(t.errors, 1);
-    assert_non_null(strstr(t.first_error, "/d/d/d/"));
-    assert_non_null(strstr(t.first_error, "not measured"));
+    assert_int_equal(t.err.count, 1);
+    assert_non_null(strstr(t.err.msg, "/d/d/d/"));
+    assert_non_null(strstr(t.err.msg, "not measured"));
     efs_scan_free(scan);
 }
 
@@ -238,9 +238,9 @@ static void unreadable_folder_is_an_error_naming_it(void **s)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_int_equal(t.errors, 1);
-    assert_non_null(strstr(t.first_error, closed));
-    assert_non_null(strstr(t.first_error, "Permission denied"));
+    assert_int_equal(t.err.count, 1);
+    assert_non_null(strstr(t.err.msg, closed));
+    assert_non_null(strstr(t.err.msg, "Permission denied"));
     assert_int_equal(t.files, 1); /* "open"; the closed folder itself is counted as a dir */
     assert_int_equal(t.dirs, 2);
 }

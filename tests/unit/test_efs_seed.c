@@ -119,7 +119,7 @@ static void seeds_everything_into_a_fresh_folder(void **s)
     struct efs_seed_result r;
     assert_int_equal(efs_seed_run(efs, &src, 1, &nobody, &r), 0);
     assert_false(r.skipped);
-    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.err.count, 0);
     assert_int_equal(r.copied, 3); /* two files and the symlink */
     assert_int_equal(r.dirs_created, 1);
     char p[1024];
@@ -190,7 +190,7 @@ static void without_renameat2_link_and_unlink_never_overwrite(void **s)
     int rc = efs_seed_run(efs, &src, 1, NULL, &r);
     efs_seed_test_without_renameat2 = false;
     assert_int_equal(rc, 0);
-    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.err.count, 0);
     assert_int_equal(r.copied, 2); /* dark/dark.css and the symlink */
     assert_int_equal(r.kept, 1);
     assert_string_equal(read_text(p), "customer's edit\n");
@@ -271,7 +271,7 @@ static void eight_seeders_at_once_seed_once(void **s)
         assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
-        assert_int_equal(r.errors, 0);
+        assert_int_equal(r.err.count, 0);
         if (r.skipped)
             skipped++;
         else
