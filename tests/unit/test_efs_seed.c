@@ -469,6 +469,19 @@ static void prepare_without_mounts(void **s)
     setenv("PI_EFS_LINKS", links, 1);
     assert_int_equal(efs_config_load(&cfg, &err), 0);
 
+    /* The planning pass names the layout and touches nothing. */
+    static struct efs_plan made;
+    efs_plan_make(&cfg, NULL, &made);
+    assert_int_equal(made.layout, EFS_LAYOUT_EPHEMERAL);
+    cfg.mode = EFS_MODE_REQUIRED;
+    efs_plan_make(&cfg, NULL, &made);
+    assert_int_equal(made.layout, EFS_LAYOUT_REFUSED);
+    assert_non_null(strstr(made.root_what, "not a mount point"));
+    cfg.mode = EFS_MODE_OFF;
+    efs_plan_make(&cfg, NULL, &made);
+    assert_int_equal(made.layout, EFS_LAYOUT_OFF);
+    cfg.mode = EFS_MODE_AUTO;
+
     static struct efs_state st;
     static struct efs_scan_set plan;
     /* auto, nothing mounted: ephemeral, start goes on */
