@@ -1,22 +1,11 @@
-/* efs: see efs.h and docs/storage.md. */
+/* efs: the start phase (the storage plan carried out in a worker, its
+ * report taken into the state) and readiness. See efs.h and docs/storage.md. */
 #include "efs.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "efs_scan.h"
-#include "efs_seed.h"
-#include "fsafe.h"
 #include "log.h"
 #include "loop.h"
 #include "state.h"

@@ -1,7 +1,11 @@
 /* efs: persistent storage for the dashboard's folders (themes, images, files,
- * svg, locale, keys, custom_jdbc). Settings, the mount check and its modes,
- * the start phase (layout, seeding, links; all in a worker) and the budget
- * scans that run inside the loop. See docs/storage.md. */
+ * svg, locale, keys, custom_jdbc). The storage module's public face:
+ *   settings            efs_config.c   (each PI_EFS_* read once)
+ *   status and rule     efs_status.h   (enum, names, "blocks readiness")
+ *   plan, then act      efs_plan.h     (planning pass; efs_act.c, efs_show.c)
+ *   start phase         efs.c          (the plan carried out in a worker)
+ *   while running       efs_service.c  (budget scans, housekeeping, `du`)
+ * See docs/storage.md. */
 #ifndef PI_EFS_H
 #define PI_EFS_H
 
