@@ -125,22 +125,19 @@ int efs_start(struct efs_service *svc, const struct efs_config *cfg,
     return 0;
 }
 
-bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, const char **why)
+bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, char *why,
+               size_t cap)
 {
-    static char reason[STATE_REASON_MAX + 32];
     const struct efs_state *st = &state->efs;
     if (!efs_status_blocks_readiness(st->status, cfg->over_budget_fail))
         return true;
-    if (st->status == EFS_STATUS_FAILED) {
-        snprintf(reason, sizeof(reason), "storage failed: %s", st->reason);
-        if (why)
-            *why = reason;
+    if (!why || cap == 0)
         return false;
-    }
-    snprintf(reason, sizeof(reason), "storage over budget: %llu of %llu bytes",
-             (unsigned long long)st->total_bytes, (unsigned long long)st->budget_bytes);
-    if (why)
-        *why = reason;
+    if (st->status == EFS_STATUS_FAILED)
+        snprintf(why, cap, "storage failed: %s", st->reason);
+    else
+        snprintf(why, cap, "storage over budget: %llu of %llu bytes",
+                 (unsigned long long)st->total_bytes, (unsigned long long)st->budget_bytes);
     return false;
 }
 

@@ -87,8 +87,9 @@ int efs_start(struct efs_service *svc, const struct efs_config *cfg,
 int efs_attach(struct efs_service *svc, struct loop *loop);
 
 /* For readiness: false when storage blocks it (efs_status_blocks_readiness
- * with PI_EFS_OVER_BUDGET); *why (may be NULL) then points at a reason. */
-bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, const char **why);
+ * with PI_EFS_OVER_BUDGET); why (may be NULL) then gets the reason. */
+bool efs_ready(const struct efs_config *cfg, const struct agent_state *state, char *why,
+               size_t cap);
 
 /* `pi-agent du PATH...`: the budget walk on its own, printing what
  * `du -s -x --apparent-size -b -c PATH...` would (bytes, tab, path; then the

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -445,20 +446,36 @@ static int run_plan(struct efs_plan *plan, const struct efs_phases *ph, efs_repo
     return conclude(&p);
 }
 
+/* The plan (about 130 KiB of paths) lives only while it is carried out. */
+static int plan_and_run(const struct efs_config *cfg, const struct run_as *run_as,
+                        const struct efs_phases *ph, efs_report_fn report, void *ctx,
+                        struct efs_state *st, struct efs_scan_set *scan)
+{
+    struct efs_plan *plan = calloc(1, sizeof(*plan));
+    if (!plan) {
+        memset(st, 0, sizeof(*st));
+        scan->nscan = 0;
+        st->status = EFS_STATUS_FAILED;
+        efs_fmt(st->reason, sizeof(st->reason), "PI_EFS_ROOT=%s: out of memory for the plan",
+                cfg->root);
+        return cfg->mode == EFS_MODE_REQUIRED || cfg->require_nfs ? EXIT_STORAGE : 0;
+    }
+    efs_plan_make(cfg, run_as, plan);
+    int rc = run_plan(plan, ph, report, ctx, st, scan);
+    free(plan);
+    return rc;
+}
+
 int efs_prepare(const struct efs_config *cfg, const struct run_as *run_as,
                 efs_report_fn report, void *report_ctx, struct efs_state *st,
                 struct efs_scan_set *scan)
 {
-    static struct efs_plan plan; /* about 130 KiB of paths: never on the stack */
-    efs_plan_make(cfg, run_as, &plan);
-    return run_plan(&plan, &efs_start_phases, report, report_ctx, st, scan);
+    return plan_and_run(cfg, run_as, &efs_start_phases, report, report_ctx, st, scan);
 }
 
 int efs_check_storage(const struct efs_config *cfg, const struct run_as *run_as,
                       efs_report_fn report, void *report_ctx, struct efs_state *st,
                       struct efs_scan_set *scan)
 {
-    static struct efs_plan plan;
-    efs_plan_make(cfg, run_as, &plan);
-    return run_plan(&plan, &efs_check_phases, report, report_ctx, st, scan);
+    return plan_and_run(cfg, run_as, &efs_check_phases, report, report_ctx, st, scan);
 }

@@ -255,23 +255,23 @@ static void ready_follows_status_and_policy(void **s)
     struct config_error err = { "" };
     assert_int_equal(efs_config_load(&cfg, &err), 0);
     static struct agent_state state;
-    const char *why = NULL;
+    char why[STATE_REASON_MAX + 32];
     state.efs.status = EFS_STATUS_PENDING;
-    assert_true(efs_ready(&cfg, &state, &why));
+    assert_true(efs_ready(&cfg, &state, why, sizeof(why)));
     state.efs.status = EFS_STATUS_EPHEMERAL;
-    assert_true(efs_ready(&cfg, &state, &why));
+    assert_true(efs_ready(&cfg, &state, why, sizeof(why)));
     state.efs.status = EFS_STATUS_OVER;
     state.efs.total_bytes = 2000;
     state.efs.budget_bytes = 1000;
-    assert_true(efs_ready(&cfg, &state, &why));
+    assert_true(efs_ready(&cfg, &state, why, sizeof(why)));
     cfg.over_budget_fail = true;
-    assert_false(efs_ready(&cfg, &state, &why));
+    assert_false(efs_ready(&cfg, &state, why, sizeof(why)));
     assert_string_equal(why, "storage over budget: 2000 of 1000 bytes");
     state.efs.status = EFS_STATUS_WARN;
-    assert_true(efs_ready(&cfg, &state, NULL));
+    assert_true(efs_ready(&cfg, &state, NULL, 0));
     state.efs.status = EFS_STATUS_FAILED;
     strcpy(state.efs.reason, "PI_EFS_ROOT=/mnt/efs: read-only");
-    assert_false(efs_ready(&cfg, &state, &why));
+    assert_false(efs_ready(&cfg, &state, why, sizeof(why)));
     assert_non_null(strstr(why, "PI_EFS_ROOT=/mnt/efs: read-only"));
 }
 
