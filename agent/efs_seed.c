@@ -490,6 +490,23 @@ int efs_agent_dir(const char *root, char *moved, size_t moved_cap, char *msg, si
     return fd;
 }
 
+int efs_agent_dir_read(int rootfd, uid_t *uid)
+{
+    int fd = fsafe_openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || !fsafe_owner_ok(rootfd, st.st_uid) ||
+        (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    if (uid)
+        *uid = st.st_uid;
+    return fd;
+}
+
 /* Opens (creating) the seed lock in the agent's folder: a regular file of
  * the agent's with a single link, else it is moved aside. */
 static int open_lock(int agentfd, char *moved, size_t moved_cap)

@@ -75,6 +75,14 @@ int efs_agent_dir_open(int rootfd, const char *root, char *moved, size_t moved_c
  * else moved aside). Returns the fd, or -1 with msg naming the path. */
 int efs_agent_dir(const char *root, char *moved, size_t moved_cap, char *msg, size_t cap);
 
+/* For readers of what the agent keeps there (the licence cache, the fleet's
+ * scan record): ROOT/.pi-agent beneath rootfd, opened only while it is the
+ * agent's own (a folder reached without a link, of the agent's uid, writable
+ * by nobody else); nothing is created or moved. Returns the fd (*uid, may be
+ * NULL, gets its owner), or -1 with errno: ENOENT when it is missing, EPERM
+ * when it is not the agent's own, else why it could not be opened. */
+int efs_agent_dir_read(int rootfd, uid_t *uid);
+
 /* Pure: does the marker text record this version? */
 bool efs_seed_marker_matches(const char *text, size_t len, const char *version);
 

@@ -168,24 +168,21 @@ static void measure_shared(const struct efs_service *svc, struct scan_report *re
     /* The start phase made ROOT/.pi-agent the agent's own folder; only
      * that folder, still so, is trusted here. */
     int rootfd = fsafe_open_dir_trusted(svc->cfg->root, false);
-    int agentfd = rootfd >= 0 ? fsafe_openat(rootfd, EFS_AGENT_DIR, O_RDONLY | O_DIRECTORY, 0)
-                              : -1;
+    int agentfd = rootfd >= 0 ? efs_agent_dir_read(rootfd, NULL) : -1;
+    int saved = errno;
     int lockfd = -1;
     struct stat st;
-    if (agentfd < 0) {
-        efs_fmt(err, cap, "%s/%s: cannot open: %s", svc->cfg->root, EFS_AGENT_DIR, strerror(errno));
-        if (rootfd >= 0)
-            close(rootfd);
+    if (rootfd >= 0)
+        close(rootfd);
+    if (agentfd < 0 && saved == EPERM && rootfd >= 0) {
+        efs_fmt(err, cap, "%s/%s is not the agent's own folder: the fleet's scan record is not "
+                "used", svc->cfg->root, EFS_AGENT_DIR);
         measure_into(svc, rep);
         return;
     }
-    bool own = fstat(agentfd, &st) == 0 && fsafe_owner_ok(rootfd, st.st_uid) &&
-               (st.st_mode & 022) == 0;
-    close(rootfd);
-    if (!own) {
-        efs_fmt(err, cap, "%s/%s is not the agent's own folder: the fleet's scan record is not "
-                "used", svc->cfg->root, EFS_AGENT_DIR);
-        close(agentfd);
+    if (agentfd < 0) {
+        efs_fmt(err, cap, "%s/%s: cannot open: %s", svc->cfg->root, EFS_AGENT_DIR,
+                strerror(saved));
         measure_into(svc, rep);
         return;
     }

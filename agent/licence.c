@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "alm.h"
+#include "efs_seed.h"
 #include "fetch.h"
 #include "fsafe.h"
 #include "licence_token.h"
@@ -26,7 +27,6 @@
 
 #define LICENCE_FILE_NAME "licence"
 #define STATUS_FILE_NAME "licence.json"
-#define CACHE_DIR_NAME ".pi-agent"
 #define CACHE_FILE_NAME "licence"
 /* A refresh while the licence is about to expire is tried at most this often. */
 #define EXPIRING_REFRESH_MIN_MS (6ull * 3600 * 1000)
@@ -333,7 +333,8 @@ static int ensure_dir(const char *path, mode_t mode)
 /* ---- EFS cache (worker only: NFS may stall) ----------------------------- */
 
 /* The cache lives in ROOT/.pi-agent, the agent's own folder (root's, mode
- * 0700, not a link: fsafe_private_dir). The EFS root is shared with the
+ * 0700, not a link), which the storage module alone creates and opens
+ * (efs_agent_dir_open, efs_agent_dir_read). The EFS root is shared with the
  * dashboard's user: every step goes through descriptors, nothing planted
  * there is followed, and a folder that is not the agent's own is moved
  * aside (store) or not read (load). */
@@ -392,9 +393,8 @@ static void cache_store(const struct licence_config *cfg, const char *token, siz
         return;
     }
     char dir[512], msg[700], moved[400];
-    snprintf(dir, sizeof(dir), "%s/%s", cfg->efs_root, CACHE_DIR_NAME);
-    int dfd = fsafe_private_dir(rootfd, CACHE_DIR_NAME, dir, moved, sizeof(moved), msg,
-                                sizeof(msg));
+    snprintf(dir, sizeof(dir), "%s/%s", cfg->efs_root, EFS_AGENT_DIR);
+    int dfd = efs_agent_dir_open(rootfd, cfg->efs_root, moved, sizeof(moved), msg, sizeof(msg));
     close(rootfd);
     if (dfd < 0) {
         log_warn("cannot use the licence cache folder", LF_STR("path", dir),
@@ -424,24 +424,20 @@ static void cache_store(const struct licence_config *cfg, const char *token, siz
 static char *cache_load(const struct licence_config *cfg, size_t *len)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/%s/%s", cfg->efs_root, CACHE_DIR_NAME, CACHE_FILE_NAME);
+    snprintf(path, sizeof(path), "%s/%s/%s", cfg->efs_root, EFS_AGENT_DIR, CACHE_FILE_NAME);
     int rootfd = cache_root_open(cfg);
     if (rootfd < 0)
         return NULL;
-    int dfd = fsafe_openat(rootfd, CACHE_DIR_NAME, O_RDONLY | O_DIRECTORY, 0);
+    uid_t dir_uid; /* the agent's, or the uid its files get (checked by efs_agent_dir_read) */
+    int dfd = efs_agent_dir_read(rootfd, &dir_uid);
     int saved = errno;
     close(rootfd);
-    struct stat st;
-    if (dfd < 0 || fstat(dfd, &st) != 0 || !fsafe_owner_ok(dfd, st.st_uid) ||
-        (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-        if (dfd >= 0 || saved != ENOENT)
+    if (dfd < 0) {
+        if (saved != ENOENT)
             log_warn("the cached licence is not read: its folder is not the agent's own (root's, "
                      "mode 0700, not a link)", LF_STR("path", path));
-        if (dfd >= 0)
-            close(dfd);
         return NULL;
     }
-    uid_t dir_uid = st.st_uid; /* the agent's, or the uid its files get (checked above) */
     int fd = openat(dfd, CACHE_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     saved = errno;
     close(dfd);
@@ -451,6 +447,7 @@ static char *cache_load(const struct licence_config *cfg, size_t *len)
                      LF_STR("error", strerror(saved)));
         return NULL;
     }
+    struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
         !(st.st_uid == geteuid() || st.st_uid == dir_uid)) {
         log_warn("the cached licence is not read: not a file of the agent's with one link",
