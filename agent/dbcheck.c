@@ -136,6 +136,7 @@ static void attempt_end(struct dbcheck *c, bool up, const char *reason)
     if (!up && c->naddrs > 1)
         c->cur = (c->cur + 1) % c->naddrs; /* try the next address next time */
     set_result(c, up, reason);
+    state_changed(c->state);
 }
 
 static void attempt_fail_errno(struct dbcheck *c, const char *what, int err)

@@ -7,6 +7,7 @@
 #include "health.h"
 #include "log.h"
 #include "loop.h"
+#include "readiness.h"
 
 int emf_namespace_valid(const char *ns)
 {
@@ -137,16 +138,15 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
 struct emf_ctx {
     const struct health_config *cfg;
     struct agent_state *state;
+    const struct readiness *readiness;
 };
 
 static void on_emf_timer(struct loop *loop, void *ctx)
 {
     struct emf_ctx *e = ctx;
-    struct health_verdict v;
     char line[4096];
     (void)loop;
-    health_evaluate(e->state, &e->cfg->policy, &v);
-    int n = emf_render(e->state, &v, e->cfg->emf_namespace, wall_now_ms(), line, sizeof line);
+    int n = emf_render(e->state, readiness_verdict(e->readiness), e->cfg->emf_namespace, wall_now_ms(), line, sizeof line);
     if (n < 0) {
         log_warn("EMF line did not fit its buffer: skipped");
         return;
@@ -154,13 +154,15 @@ static void on_emf_timer(struct loop *loop, void *ctx)
     log_raw_line(line);
 }
 
-int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state)
+int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state,
+               const struct readiness *readiness)
 {
     static struct emf_ctx ctx; /* one per process, lives as long as the loop */
     if (!cfg->emf)
         return 0;
     ctx.cfg = cfg;
     ctx.state = state;
+    ctx.readiness = readiness;
     uint64_t every = (uint64_t)cfg->emf_interval_s * 1000u;
     if (loop_timer_add(loop, every, every, on_emf_timer, &ctx) < 0) {
         log_error("cannot start the EMF timer");

@@ -20,6 +20,7 @@
 struct loop;
 struct health_config;
 struct agent_state;
+struct readiness;
 
 /* Pure: renders the line (no newline) into buf. Returns its length, or -1
  * when cap is too small. */
@@ -32,6 +33,7 @@ int emf_namespace_valid(const char *ns);
 
 /* Starts the periodic EMF line when cfg->emf is set (a no-op otherwise).
  * Returns 0, or -1 when the timer cannot be added. */
-int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state);
+int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state,
+               const struct readiness *readiness);
 
 #endif

@@ -25,6 +25,7 @@
 #include "http_parser.h"
 #include "log.h"
 #include "loop.h"
+#include "readiness.h"
 #include "state.h"
 
 #define HEALTH_BODY_MAX (16 * 1024)
@@ -184,8 +185,7 @@ struct health_server {
     struct loop *loop;
     const struct health_config *cfg;
     struct agent_state *state;
-    void (*on_first_ready)(void *ctx);
-    void *ctx;
+    const struct readiness *readiness;
     struct pool tcp, local;
     int run_dir_fd;           /* holds health.sock; -1 without the unix socket */
     dev_t sock_dev;           /* the socket file we created, to remove only ours */
@@ -197,13 +197,8 @@ struct health_server {
     uint64_t last_limit_log_ms, last_evict_log_ms, last_peer_log_ms;
     unsigned long evicted, evicted_logged, peer_evicted, peer_evicted_logged;
     /* /health is rendered again only when the state changed. */
-    bool cache_valid;
-    uint64_t checked_ms;
-    struct agent_state cached_state;
-    struct health_verdict verdict;
-    int health_len;           /* -1: to render again */
-    enum health_status logged_status;
-    bool logged_once;
+    uint64_t rendered_version;
+    int health_len;           /* -1: never rendered */
     time_t date_secs;
     char date[40];
     /* Allocated on the first /health or /metrics request: an agent nobody
@@ -214,61 +209,21 @@ struct health_server {
 
 static void conn_close(struct conn *c);
 
-static const struct health_verdict *current_verdict(struct health_server *srv)
-{
-    /* Comparing the whole state costs more than answering (musl's memcmp
-     * goes byte by byte), so under load look at most once per millisecond:
-     * a change shows within 1 ms, and every state change is made by a loop
-     * callback, never in the middle of an answer. */
-    uint64_t now = loop_now_ms();
-    if (srv->cache_valid && now == srv->checked_ms)
-        return &srv->verdict;
-    srv->checked_ms = now;
-    probe_sync_child(srv->state);
-    if (srv->cache_valid && memcmp(&srv->cached_state, srv->state, sizeof *srv->state) == 0)
-        return &srv->verdict;
-    memcpy(&srv->cached_state, srv->state, sizeof *srv->state);
-    health_evaluate(srv->state, &srv->cfg->policy, &srv->verdict);
-    srv->health_len = -1; /* rendered when asked: an idle agent never touches the buffer */
-    srv->cache_valid = true;
-
-    const struct health_verdict *v = &srv->verdict;
-    if (!srv->logged_once || srv->logged_status != v->status) {
-        char failing[64] = "";
-        for (int i = 0; i < HEALTH_CHECK_COUNT; i++) {
-            if (!v->checks[i].blocking)
-                continue;
-            size_t n = strlen(failing);
-            snprintf(failing + n, sizeof failing - n, "%s%s", n ? "," : "", v->checks[i].name);
-        }
-        log_info("health status", LF_STR("status", health_status_name(v->status)),
-                 LF_STR("failing", failing));
-        srv->logged_status = v->status;
-        srv->logged_once = true;
-    }
-    if (v->ready && !srv->state->ready_once) {
-        srv->state->ready_once = true; /* invalidates the cache: harmless */
-        log_info("ready: /health answers 200");
-        if (srv->on_first_ready)
-            srv->on_first_ready(srv->ctx);
-    }
-    return v;
-}
-
-/* The /health body for the current verdict, rendered once per change. */
+/* The /health body for the cached verdict, rendered at most once per state
+ * change, and only when asked: an idle agent never touches the buffer. */
 static int render_health(struct health_server *srv)
 {
-    if (srv->health_len >= 0)
+    if (srv->health_len >= 0 && srv->rendered_version == srv->state->version)
         return 0;
     if (srv->health_body == NULL && (srv->health_body = malloc(HEALTH_BODY_MAX)) == NULL)
         return -1;
-    srv->health_len = health_render_json(srv->state, &srv->verdict, srv->health_body,
-                                         HEALTH_BODY_MAX);
+    const struct health_verdict *v = readiness_verdict(srv->readiness);
+    srv->rendered_version = srv->state->version;
+    srv->health_len = health_render_json(srv->state, v, srv->health_body, HEALTH_BODY_MAX);
     if (srv->health_len < 0)
         srv->health_len = snprintf(srv->health_body, HEALTH_BODY_MAX,
                                    "{\"status\":\"%s\",\"ready\":%s}",
-                                   health_status_name(srv->verdict.status),
-                                   srv->verdict.ready ? "true" : "false");
+                                   health_status_name(v->status), v->ready ? "true" : "false");
     return 0;
 }
 
@@ -361,7 +316,7 @@ static void route(struct conn *c, const struct http_request *req)
         return;
     }
     if (path_is(req, "/health")) {
-        const struct health_verdict *v = current_verdict(srv);
+        const struct health_verdict *v = readiness_verdict(srv->readiness);
         if (render_health(srv) != 0) {
             log_warn("health: out of memory for the /health answer");
             respond_text(c, 500, head_only, false, NULL);
@@ -378,7 +333,7 @@ static void route(struct conn *c, const struct http_request *req)
         respond(c, alive ? 200 : 503, "application/json", body, (size_t)n, head_only,
                 req->keep_alive, NULL);
     } else {
-        const struct health_verdict *v = current_verdict(srv);
+        const struct health_verdict *v = readiness_verdict(srv->readiness);
         if (srv->metrics_body == NULL && (srv->metrics_body = malloc(METRICS_BODY_MAX)) == NULL) {
             log_warn("health: out of memory for the /metrics answer");
             respond_text(c, 500, head_only, false, NULL);
@@ -933,16 +888,6 @@ static void on_accept(struct loop *loop, int fd, uint32_t events, void *ctx)
     }
 }
 
-/* Every change of state made by a loop callback ends here: the verdict is
- * recomputed at once (logging changes and announcing the first ready), so
- * nothing needs to poll. */
-static void on_state_change(void *ctx)
-{
-    struct health_server *srv = ctx;
-    srv->checked_ms = 0; /* a change within the same millisecond still counts */
-    current_verdict(srv);
-}
-
 static int open_listener(const struct health_config *cfg)
 {
     struct sockaddr_storage ss;
@@ -1113,7 +1058,7 @@ static void pool_free(struct pool *p)
 
 struct health_server *health_server_start(struct loop *loop, const struct health_config *cfg,
                                           struct agent_state *state,
-                                          void (*on_first_ready)(void *ctx), void *ctx)
+                                          const struct readiness *readiness)
 {
     struct health_server *srv = calloc(1, sizeof *srv);
     if (srv == NULL) {
@@ -1123,8 +1068,7 @@ struct health_server *health_server_start(struct loop *loop, const struct health
     srv->loop = loop;
     srv->cfg = cfg;
     srv->state = state;
-    srv->on_first_ready = on_first_ready;
-    srv->ctx = ctx;
+    srv->readiness = readiness;
     srv->run_dir_fd = -1;
     srv->health_len = -1;
     pool_init(&srv->tcp, srv, "tcp", cfg->max_connections);
@@ -1154,9 +1098,6 @@ struct health_server *health_server_start(struct loop *loop, const struct health
     } else {
         log_info("health endpoint disabled (PI_AGENT_HEALTH_PORT=0)");
     }
-    state->on_change = on_state_change;
-    state->on_change_ctx = srv;
-    on_state_change(srv); /* the state as it is now, after the start phases */
     return srv;
 }
 
@@ -1169,10 +1110,6 @@ void health_server_free(struct health_server *srv)
     close_local_listener(srv);
     if (srv->sweep_timer > 0)
         loop_timer_cancel(srv->loop, srv->sweep_timer);
-    if (srv->state->on_change_ctx == srv) {
-        srv->state->on_change = NULL;
-        srv->state->on_change_ctx = NULL;
-    }
     free(srv->peers);
     free(srv->health_body);
     free(srv->metrics_body);

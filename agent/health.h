@@ -29,6 +29,7 @@
 
 struct loop;
 struct agent_state;
+struct readiness;
 
 struct health_config {
     char addr[64];               /* PI_AGENT_HEALTH_ADDR, default 0.0.0.0 */
@@ -54,13 +55,13 @@ int health_config_load(struct health_config *cfg, struct config_error *err);
 
 struct health_server;
 
-/* PI_AGENT_HEALTH_PORT=0 disables the listener, but the readiness watch
- * still runs. on_first_ready (may be NULL) is called once, the first time
- * /health would answer 200; state->ready_once is set then. Returns NULL on
- * failure (the bind error is logged naming PI_AGENT_HEALTH_ADDR/PORT). */
+/* PI_AGENT_HEALTH_PORT=0 disables the listener. The server decides
+ * nothing: /health renders readiness's cached verdict (readiness.h), again
+ * only after state->version moved. Returns NULL on failure (the bind error
+ * is logged naming PI_AGENT_HEALTH_ADDR/PORT). */
 struct health_server *health_server_start(struct loop *loop, const struct health_config *cfg,
                                           struct agent_state *state,
-                                          void (*on_first_ready)(void *ctx), void *ctx);
+                                          const struct readiness *readiness);
 void health_server_free(struct health_server *srv);
 
 /* `pi-agent health [--port N]` (health_client.c): exit 0 on 200, else 1.

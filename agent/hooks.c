@@ -135,6 +135,7 @@ static void record_failure(struct agent_state *state, const char *phase, const c
     if (state == NULL)
         return;
     snprintf(state->hooks_failure, sizeof state->hooks_failure, "%s/%s: %s", phase, hook, what);
+    state_changed(state);
 }
 
 /* The one rule for how loud a failure is: an error when it stops the start

@@ -29,6 +29,7 @@
 #include "loop.h"
 #include "metadata.h"
 #include "probe.h"
+#include "readiness.h"
 #include "reap.h"
 #include "startup.h"
 #include "state.h"
@@ -68,9 +69,11 @@ struct agent {
     struct hooks hooks;        /* hook phases under way */
     struct loop *loop;
     struct supervisor *sv;
+    struct readiness readiness;
     struct health_server *health;
     struct traffic *traffic;
     struct efs_service efs;
+    struct probe *probe;
     int sigfd;
     bool stop_started;
     uint64_t stop_started_ms;  /* monotonic */
@@ -336,12 +339,16 @@ static int start_phases(struct agent *a)
 /* Services that live in the loop next to the child. */
 static int attach_services(struct agent *a)
 {
-    a->health = health_server_start(a->loop, &a->cfg.health, &a->state, on_first_ready, a);
+    a->health = health_server_start(a->loop, &a->cfg.health, &a->state, &a->readiness);
     if (a->health == NULL)
         return EXIT_CONFIG; /* the bind error was logged, naming the variables */
     a->traffic = traffic_start(a->loop, &a->cfg.traffic, &a->state);
-    if (a->traffic == NULL || probe_start(a->loop, &a->cfg.health, &a->state) != 0 ||
-        emf_attach(a->loop, &a->cfg.health, &a->state) != 0 ||
+    if (a->traffic == NULL || (a->probe = probe_start(a->loop, &a->cfg.health, &a->state)) == NULL)
+        return EXIT_INTERNAL;
+    /* From here on every state_changed() derives readiness. */
+    a->readiness.probe = a->probe;
+    readiness_attach(&a->readiness, &a->state, &a->cfg.health.policy, on_first_ready, a);
+    if (emf_attach(a->loop, &a->cfg.health, &a->state, &a->readiness) != 0 ||
         efs_attach(&a->efs, a->loop) != 0 ||
         dbcheck_start(a->loop, &a->cfg.db, a->cfg.health.probe_interval_s, &a->state) != 0 ||
         licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
@@ -446,8 +453,11 @@ static int run_until_end(struct agent *a, struct exit_facts *f)
     f->killed_after_grace = out.killed_after_grace;
     f->stop_requested = a->stop_started;
     f->startup_timed_out = a->state.startup_timed_out;
+    readiness_detach(&a->readiness);
     health_server_free(a->health);
     a->health = NULL;
+    probe_free(a->probe);
+    a->probe = NULL;
     traffic_free(a->traffic);
     a->traffic = NULL;
     stop_phases(a);

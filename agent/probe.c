@@ -158,6 +158,7 @@ struct probe {
     int fd;                  /* -1 when no probe is in flight */
     bool connected;
     long timeout_timer;
+    long tick_timer;
     uint64_t started_us;
     char request[700];
     size_t request_len, sent;
@@ -167,8 +168,6 @@ struct probe {
     pid_t result_pid;        /* the child the current status is about */
     bool started;
 };
-
-static struct probe the_probe; /* one per process, lives as long as the loop */
 
 static void set_probe_state(struct probe *pr, bool passed, const char *reason)
 {
@@ -366,11 +365,13 @@ static void on_probe_tick(struct loop *loop, void *ctx)
     }
 }
 
-void probe_sync_child(struct agent_state *state)
+void probe_sync_child(struct probe *pr)
 {
-    struct probe *pr = &the_probe;
+    if (pr == NULL || !pr->started)
+        return;
+    struct agent_state *state = pr->state;
     struct probe_state *ps = &state->probe;
-    if (!pr->started || pr->state != state || !state->child_running ||
+    if (!state->child_running ||
         state->child_pid == pr->result_pid || strcmp(ps->status, "starting") == 0)
         return;
     /* A result about the previous process says nothing about this one. */
@@ -383,26 +384,30 @@ void probe_sync_child(struct agent_state *state)
              LF_INT("pid", state->child_pid));
 }
 
-int probe_start(struct loop *loop, const struct health_config *cfg, struct agent_state *state)
+struct probe *probe_start(struct loop *loop, const struct health_config *cfg,
+                          struct agent_state *state)
 {
     struct probe_state *ps = &state->probe;
+    struct probe *pr = calloc(1, sizeof *pr);
+    if (pr == NULL) {
+        log_error("cannot start the Tomcat probe: out of memory");
+        return NULL;
+    }
+    pr->fd = -1;
+    pr->state = state;
 
     ps->since_ms = wall_now_ms();
     if (!cfg->probe_enabled) {
         snprintf(ps->status, sizeof ps->status, "ok");
         snprintf(ps->reason, sizeof ps->reason, "probe disabled (PI_AGENT_PROBE_URL=off)");
         log_info("Tomcat probe disabled (PI_AGENT_PROBE_URL=off)");
-        return 0;
+        return pr;
     }
     snprintf(ps->status, sizeof ps->status, "starting");
     snprintf(ps->reason, sizeof ps->reason, "waiting for the first probe to pass");
 
-    struct probe *pr = &the_probe;
-    memset(pr, 0, sizeof *pr);
     pr->loop = loop;
     pr->cfg = cfg;
-    pr->state = state;
-    pr->fd = -1;
     pr->result_pid = state->child_pid;
     int n = snprintf(pr->request, sizeof pr->request,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-probe\r\n"
@@ -410,16 +415,36 @@ int probe_start(struct loop *loop, const struct health_config *cfg, struct agent
                      cfg->probe.path, cfg->probe.host_header);
     if (n < 0 || (size_t)n >= sizeof pr->request) {
         log_error("PI_AGENT_PROBE_URL is too long for a request line");
-        return -1;
+        free(pr);
+        return NULL;
     }
     pr->request_len = (size_t)n;
     uint64_t every = (uint64_t)cfg->probe_interval_s * 1000u;
-    if (loop_timer_add(loop, 0, every, on_probe_tick, pr) < 0) {
+    pr->tick_timer = loop_timer_add(loop, 0, every, on_probe_tick, pr);
+    if (pr->tick_timer < 0) {
         log_error("cannot start the Tomcat probe timer");
-        return -1;
+        free(pr);
+        return NULL;
     }
     pr->started = true;
     log_info("Tomcat probe started", LF_STR("url", cfg->probe_url),
              LF_INT("interval_s", cfg->probe_interval_s), LF_INT("timeout_ms", PROBE_TIMEOUT_MS));
-    return 0;
+    return pr;
+}
+
+void probe_free(struct probe *pr)
+{
+    if (pr == NULL)
+        return;
+    if (pr->started) {
+        if (pr->fd >= 0) {
+            loop_del_fd(pr->loop, pr->fd);
+            close(pr->fd);
+        }
+        if (pr->timeout_timer > 0)
+            loop_timer_cancel(pr->loop, pr->timeout_timer);
+        if (pr->tick_timer > 0)
+            loop_timer_cancel(pr->loop, pr->tick_timer);
+    }
+    free(pr);
 }

@@ -35,13 +35,21 @@ int probe_parse_url(const char *url, struct probe_target *out, const char **why)
  * when buf holds no complete status line yet, -1 when it is not HTTP. */
 int probe_status_code(const char *buf, size_t len);
 
-/* Starts probing (first probe at once). Returns 0, or -1 when the timer
- * cannot be added. With the probe disabled it only marks state->probe. */
-int probe_start(struct loop *loop, const struct health_config *cfg, struct agent_state *state);
+struct probe;
 
-/* Called before readiness is decided: when the child was restarted since the
- * last probe result, that result is dropped (status back to "starting"), so
- * a new Tomcat is never reported ready on its predecessor's probe. */
-void probe_sync_child(struct agent_state *state);
+/* Starts probing (first probe at once) and returns the probe's handle, or
+ * NULL (logged) when the timer cannot be added. With the probe disabled it
+ * only marks state->probe. */
+struct probe *probe_start(struct loop *loop, const struct health_config *cfg,
+                          struct agent_state *state);
+
+/* Stops probing (an answer in flight is dropped) and frees pr; NULL is fine. */
+void probe_free(struct probe *pr);
+
+/* Called by readiness before it decides (pr may be NULL): when the child was
+ * restarted since the last probe result, that result is dropped (status back
+ * to "starting"), so a new Tomcat is never reported ready on its
+ * predecessor's probe. */
+void probe_sync_child(struct probe *pr);
 
 #endif

@@ -150,14 +150,20 @@ struct agent_state {
     bool recent_abnormal_known;    /* the run records could be read */
     unsigned recent_abnormal_exits; /* abnormal ends in the last hour, every task */
 
-    /* Called after a loop callback changed anything readiness depends on, so
-     * the health module re-evaluates at once instead of polling. */
+    /* Bumped by state_changed(): readers that cache what they render from
+     * the state (the /health body) render again only when it moved. */
+    uint64_t version;
+    /* The readiness derivation (readiness.h), called by state_changed(). */
     void (*on_change)(void *ctx);
     void *on_change_ctx;
 };
 
+/* Every writer of the state ends its change here (in the loop callback that
+ * made it): the version moves and readiness is derived again at once, so
+ * nothing reads the state to decide and nothing polls. */
 static inline void state_changed(struct agent_state *st)
 {
+    st->version++;
     if (st->on_change)
         st->on_change(st->on_change_ctx);
 }

@@ -454,6 +454,7 @@ static void sample_done(struct traffic *t)
     log_debug("Tomcat traffic sampled", LF_INT("connections", ts->connections),
               LF_INT("received_bytes", ts->received_bytes), LF_INT("new_connections", fresh),
               LF_DOUBLE("sample_s", ts->sample_seconds));
+    state_changed(t->state);
 
     if (t->draining && t->on_quiet &&
         traffic_quiet(t->stop_ms, ts->last_activity_ms, ts->last_sample_ms,
@@ -483,6 +484,7 @@ static void sample_failed(struct traffic *t, int err)
         return;
     }
     ts->failing = true;
+    state_changed(t->state);
     if (!t->warned_failing)
         log_warn("Tomcat traffic sample failed", LF_STR("source", ts->source),
                  LF_STR("error", strerror(err)));

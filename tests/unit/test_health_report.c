@@ -27,6 +27,7 @@
 #include "health.h"
 #include "health_client.h"
 #include "probe.h"
+#include "readiness.h"
 #include "health_report.h"
 #include "state.h"
 
@@ -515,24 +516,85 @@ static void test_probe_result_dropped_when_child_restarts(void **state)
     st.child_pid = 100;
     struct loop *loop = loop_new();
     assert_non_null(loop);
-    assert_int_equal(probe_start(loop, &cfg, &st), 0);
+    struct probe *pr = probe_start(loop, &cfg, &st);
+    assert_non_null(pr);
     assert_string_equal(st.probe.status, "starting");
 
     /* As if a probe of pid 100 had passed. */
     snprintf(st.probe.status, sizeof st.probe.status, "ok");
     st.ready_once = true;
-    probe_sync_child(&st);
+    probe_sync_child(pr);
     assert_string_equal(st.probe.status, "ok");
 
     /* The child was restarted: the old result no longer counts. */
     st.child_pid = 101;
-    probe_sync_child(&st);
+    probe_sync_child(pr);
     assert_string_equal(st.probe.status, "starting");
     assert_non_null(strstr(st.probe.reason, "restarted"));
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_UNHEALTHY);
     assert_true(v.checks[CHECK_TOMCAT].blocking);
+    probe_free(pr);
     loop_free(loop);
+}
+
+static int first_ready_calls;
+static void count_first_ready(void *ctx)
+{
+    (void)ctx;
+    first_ready_calls++;
+}
+
+/* Readiness is decided when the state changes, never when it is read: the
+ * verdict is cached, every state_changed() moves the version and derives it
+ * again, and the first ready moment fires once. */
+static void test_readiness_derived_on_change(void **state)
+{
+    (void)state;
+    struct agent_state st;
+    struct readiness r;
+    memset(&r, 0, sizeof r);
+    healthy_state(&st);
+    st.child_running = false;
+    first_ready_calls = 0;
+
+    readiness_attach(&r, &st, &default_policy, count_first_ready, NULL);
+    assert_int_equal(readiness_verdict(&r)->status, HEALTH_STARTING);
+    assert_int_equal(r.derived_version, st.version);
+    uint64_t v0 = st.version;
+
+    /* A write without state_changed() is not seen: the verdict is cached. */
+    st.child_running = true;
+    assert_int_equal(readiness_verdict(&r)->status, HEALTH_STARTING);
+    assert_int_equal(first_ready_calls, 0);
+
+    state_changed(&st);
+    assert_int_equal(st.version, v0 + 1);
+    assert_int_equal(readiness_verdict(&r)->status, HEALTH_OK);
+    assert_true(readiness_verdict(&r)->ready);
+    assert_true(st.ready_once);
+    assert_int_equal(first_ready_calls, 1);
+
+    /* Ready again after a failure: the first ready moment stays the first. */
+    snprintf(st.probe.status, sizeof st.probe.status, "failing");
+    state_changed(&st);
+    assert_int_equal(readiness_verdict(&r)->status, HEALTH_UNHEALTHY);
+    snprintf(st.probe.status, sizeof st.probe.status, "ok");
+    state_changed(&st);
+    assert_int_equal(readiness_verdict(&r)->status, HEALTH_OK);
+    assert_int_equal(first_ready_calls, 1);
+
+    st.draining = true;
+    state_changed(&st);
+    assert_int_equal(readiness_verdict(&r)->status, HEALTH_DRAINING);
+
+    /* Detached: changes only move the version. */
+    readiness_detach(&r);
+    st.draining = false;
+    uint64_t v1 = st.version;
+    state_changed(&st);
+    assert_int_equal(st.version, v1 + 1);
+    assert_int_equal(readiness_verdict(&r)->status, HEALTH_DRAINING);
 }
 
 static void clear_health_env(void)
@@ -930,7 +992,10 @@ static void test_server_in_process(void **state)
     struct loop *loop = loop_new();
     assert_non_null(loop);
     struct server_run run = { 0 };
-    struct health_server *srv = health_server_start(loop, &cfg, &st, on_ready, &run);
+    struct readiness ready;
+    memset(&ready, 0, sizeof ready);
+    struct health_server *srv = health_server_start(loop, &cfg, &st, &ready);
+    readiness_attach(&ready, &st, &cfg.policy, on_ready, &run);
     assert_non_null(srv);
 
     fflush(NULL);
@@ -945,6 +1010,7 @@ static void test_server_in_process(void **state)
         kill(run.client, SIGKILL);
         waitpid(run.client, &run.status, 0);
     }
+    readiness_detach(&ready);
     health_server_free(srv);
     loop_free(loop);
     assert_int_equal(rc, 0);
@@ -962,7 +1028,7 @@ static void test_server_in_process(void **state)
     assert_int_equal(bind(busy, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(busy, 1), 0);
     loop = loop_new();
-    assert_null(health_server_start(loop, &cfg, &st, NULL, NULL));
+    assert_null(health_server_start(loop, &cfg, &st, &ready));
     loop_free(loop);
     close(busy);
 
@@ -994,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_config_errors_name_the_variable),
         cmocka_unit_test(test_server_in_process),
         cmocka_unit_test(test_probe_result_dropped_when_child_restarts),
+        cmocka_unit_test(test_readiness_derived_on_change),
     };
     return cmocka_run_group_tests_name("health_report", tests, NULL, NULL);
 }
