@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,7 +45,11 @@ def agent_env(**overrides):
 
 class Agent:
     """A running pi-agent with its captured stdout (the child's own output)
-    and stderr (the agent's log lines, JSON unless a test asks for text)."""
+    and stderr (the agent's log lines, JSON unless a test asks for text).
+
+    Both pipes are read by threads while the agent runs, so a test can wait
+    for a log line (wait_log) instead of sleeping, and logs() shows what was
+    logged so far."""
 
     def __init__(self, args, env, pid1=True, cwd=None, preexec_fn=None, pass_fds=()):
         cmd = [str(AGENT)] + list(args)
@@ -54,8 +59,35 @@ class Agent:
                                      stderr=subprocess.PIPE, start_new_session=True,
                                      preexec_fn=preexec_fn, pass_fds=pass_fds)
         self.pid1 = pid1
-        self.stdout = b""
-        self.stderr = b""
+        self._out = bytearray()
+        self._err = bytearray()
+        self._cond = threading.Condition()
+        self._readers = [threading.Thread(target=self._pump, args=(pipe, buf), daemon=True)
+                         for pipe, buf in ((self.proc.stdout, self._out),
+                                           (self.proc.stderr, self._err))]
+        for t in self._readers:
+            t.start()
+
+    def _pump(self, pipe, buf):
+        try:
+            for line in iter(pipe.readline, b""):
+                with self._cond:
+                    buf.extend(line)
+                    self._cond.notify_all()
+        finally:
+            pipe.close()
+            with self._cond:
+                self._cond.notify_all()
+
+    @property
+    def stdout(self):
+        with self._cond:
+            return bytes(self._out)
+
+    @property
+    def stderr(self):
+        with self._cond:
+            return bytes(self._err)
 
     @property
     def pid(self):
@@ -88,18 +120,59 @@ class Agent:
 
     def wait(self, timeout=30):
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            out, err = self.proc.communicate()
+            self.proc.wait()
+            self._join(10)
             raise
-        self.stdout += out
-        self.stderr += err
+        self._join(timeout)
         return self.proc.returncode
 
+    def _join(self, timeout):
+        # Like communicate(): the output is complete once both pipes ended
+        # (a leftover process holding them is killed with the group).
+        deadline = time.monotonic() + timeout
+        for t in self._readers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._readers):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for t in self._readers:
+                t.join(5)
+
     def logs(self):
-        """The agent's JSON log records (EMF lines included), from stderr."""
+        """The agent's JSON log records (EMF lines included), from stderr:
+        every record so far while it runs, all of them after wait()."""
         return json_records(self.stderr.decode(errors="replace").splitlines())
+
+    def wait_log(self, predicate, timeout=10.0, what=None):
+        """Waits until a JSON log record satisfies predicate (a function of
+        the record, or a msg string) and returns the first that does. Fails
+        when the timeout passes, or when the agent's log ended without one."""
+        if isinstance(predicate, str):
+            msg = predicate
+            predicate = lambda r: r.get("msg") == msg  # noqa: E731
+            what = what or repr(msg)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                lines = bytes(self._err).decode(errors="replace").splitlines(keepends=True)
+                complete = [l for l in lines if l.endswith("\n")]
+                for rec in json_records(complete[seen:]):
+                    if predicate(rec):
+                        return rec
+                seen = len(complete)
+                ended = not self._readers[1].is_alive()
+                left = deadline - time.monotonic()
+                if ended or left <= 0:
+                    raise AssertionError(
+                        f"no log line {what or 'matching'} within {timeout}s"
+                        + (" (the agent's log ended)" if ended else ""))
+                self._cond.wait(min(left, 0.5))
 
     def kill(self):
         """Kills the agent and everything below it (its child leads a process

@@ -126,7 +126,8 @@ def test_emf_line_every_interval(start_agent, tmp_path):
     d = Dash(start_agent, tmp_path, PI_AGENT_EMF="true", PI_AGENT_EMF_INTERVAL_SECONDS=1,
              PI_AGENT_EMF_NAMESPACE="Pi/Test")
     wait_for(d.status_is(200, "ok"), what="ok")
-    time.sleep(2.5)  # let at least one EMF line be written after ready
+    d.agent.wait_log(lambda r: "_aws" in r and r.get("Healthy") == 1, what="an EMF line after ready")
+    wait_for(lambda: len([r for r in d.agent.logs() if "_aws" in r]) >= 2, what="two EMF lines")
     d.agent.signal(signal.SIGTERM)
     assert d.agent.wait() == 0
     lines = [r for r in d.agent.logs() if "_aws" in r]

@@ -151,7 +151,8 @@ def test_orphaned_grandchildren_are_reaped(start_agent, tmp_path):
               f"touch {tmp_path}/spawned; exec sleep 30")
     agent = start_agent(["--", "sh", "-c", script])
     wait_for(lambda: (tmp_path / "spawned").exists(), what="grandchildren spawned")
-    time.sleep(1.0)  # let the grandchildren exit
+    wait_for(lambda: sum(1 for r in agent.logs() if r["msg"] == "reaped orphan") >= 5,
+             what="the grandchildren reaped")
     assert zombies_in_namespace(agent) == []
     agent.signal(signal.SIGTERM)
     assert agent.wait() == 143
@@ -211,7 +212,8 @@ def test_second_sigterm_does_not_restart_the_wait(start_agent, tmp_path):
     env = agent_env(PI_AGENT_STOP_GRACE_SECONDS="3")
     agent, out = start_recorder(start_agent, tmp_path, "ignore-term", env=env)
     agent.signal(signal.SIGTERM)
-    time.sleep(1.5)
+    agent.wait_log("stop requested")
+    time.sleep(1.5)  # a second signal well into the grace
     agent.signal(signal.SIGTERM)
     assert agent.wait(timeout=15) == 137
     recs = agent.logs()
@@ -257,15 +259,13 @@ def test_subreaper_mode_when_not_pid1(start_agent, tmp_path):
     script = f"(sh -c 'sleep 0.3' &); touch {tmp_path}/spawned; exec sleep 30"
     agent = start_agent(["--", "sh", "-c", script], pid1=False)
     wait_for(lambda: (tmp_path / "spawned").exists(), what="grandchild spawned")
-    time.sleep(1.0)
-    start = [r for r in agent.logs()] or []
+    agent.wait_log("reaped orphan")
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.wait() == 143
     recs = agent.logs()
     assert recs[0]["msg"] == "pi-agent starting" and recs[0]["subreaper"] is True
     # the orphaned grandchild was re-parented to the agent, not to init
     assert any(r["msg"] == "reaped orphan" for r in recs)
-    del start
 
 
 def child_status(agent):
@@ -388,7 +388,7 @@ def test_no_restart_once_a_stop_was_requested(start_agent, tmp_path):
     agent = start_agent(["--", "sh", "-c", script], env=env)
     wait_for(lambda: counter.exists() and "run" in counter.read_text(), what="child ready")
     agent.signal(signal.SIGTERM)
-    time.sleep(0.5)  # ordering only: the stop is under way before the child dies
+    agent.wait_log("stop requested")  # the stop is under way before the child dies
     agent.signal(signal.SIGUSR1)
     assert agent.wait(timeout=30) == 4
     assert counter.read_text().count("run") == 1
