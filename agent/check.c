@@ -14,9 +14,12 @@
 #include "config.h"
 #include "exit_history.h"
 #include "efs.h"
+#include "emf.h"
 #include "health.h"
 #include "hooks.h"
 #include "licence.h"
+#include "probe.h"
+#include "readiness.h"
 #include "state.h"
 #include "traffic.h"
 
@@ -235,6 +238,9 @@ int check_run(FILE *out)
     static struct licence_config licence;
     static struct efs_config efs;
     static struct health_config health;
+    static struct probe_config probe;
+    static struct emf_config emf;
+    struct health_policy policy;
     static struct hooks_config hooks;
     static struct traffic_config traffic;
     bool agent_loaded = false, licence_loaded = false;
@@ -244,7 +250,10 @@ int check_run(FILE *out)
     if (agent_config_load(&agent, NULL, &err) != 0 || !(agent_loaded = true) ||
         licence_config_load(&licence, &err) != 0 || !(licence_loaded = true) ||
         efs_config_load(&efs, &err) != 0 || health_config_load(&health, &err) != 0 ||
-        hooks_config_load(&hooks, &err) != 0 || traffic_config_load(&traffic, &health, &err) != 0) {
+        probe_config_load(&probe, &err) != 0 ||
+        readiness_policy_load(&policy, efs.over_budget_fail, &err) != 0 ||
+        emf_config_load(&emf, &err) != 0 || hooks_config_load(&hooks, &err) != 0 ||
+        traffic_config_load(&traffic, &probe, &emf, agent.drain_s, &err) != 0) {
         line(&c, EFS_FAIL, "config", "%s", err.msg);
     } else {
         line(&c, EFS_OK, "config", "every variable is valid");

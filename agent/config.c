@@ -271,6 +271,9 @@ int agent_config_load(struct agent_config *cfg, char **argv_command, struct conf
     if (config_env_uint("PI_AGENT_STOP_GRACE_SECONDS", 20, 1, 3600, &v, err))
         return -1;
     cfg->stop_grace_s = (unsigned)v;
+    if (config_env_uint("PI_AGENT_DRAIN_SECONDS", 5, 0, 3600, &v, err))
+        return -1;
+    cfg->drain_s = (unsigned)v;
     if (config_env_choice("PI_AGENT_RESTART", RESTART_NEVER, restart_choices, &choice, err))
         return -1;
     cfg->restart = (enum restart_policy)choice;

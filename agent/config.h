@@ -65,6 +65,8 @@ struct agent_config {
     char **command;            /* child argv, NULL-terminated */
     bool command_allocated;    /* command came from config_split_words */
     unsigned stop_grace_s;     /* PI_AGENT_STOP_GRACE_SECONDS */
+    unsigned drain_s;          /* PI_AGENT_DRAIN_SECONDS, default 5: /health says draining
+                                * for this long before the child is stopped */
     enum restart_policy restart;
     unsigned max_restarts;     /* PI_AGENT_MAX_RESTARTS */
     struct run_as run_as;      /* PI_AGENT_RUN_AS */

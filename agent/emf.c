@@ -2,9 +2,9 @@
 #include "emf.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "health.h"
 #include "log.h"
 #include "loop.h"
 #include "readiness.h"
@@ -135,8 +135,29 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
     return b.overflow ? -1 : (int)b.len;
 }
 
+int emf_config_load(struct emf_config *cfg, struct config_error *err)
+{
+    unsigned long long v;
+    memset(cfg, 0, sizeof *cfg);
+    bool on_ecs = config_env_str("ECS_CONTAINER_METADATA_URI_V4") != NULL;
+    if (config_env_bool("PI_AGENT_EMF", on_ecs, &cfg->enabled, err))
+        return -1;
+    if (config_env_uint("PI_AGENT_EMF_INTERVAL_SECONDS", 60, 1, 86400, &v, err))
+        return -1;
+    cfg->interval_s = (unsigned)v;
+    const char *ns = config_env_str("PI_AGENT_EMF_NAMESPACE");
+    if (ns == NULL)
+        ns = "Panintelligence/Agent";
+    if (!emf_namespace_valid(ns))
+        return config_fail(err, "PI_AGENT_EMF_NAMESPACE",
+                           "expected 1-255 letters, digits or . - _ / # : and spaces, not "
+                           "starting with AWS/, got \"%.64s\"", ns);
+    snprintf(cfg->ns, sizeof cfg->ns, "%s", ns);
+    return 0;
+}
+
 struct emf_ctx {
-    const struct health_config *cfg;
+    const struct emf_config *cfg;
     struct agent_state *state;
     const struct readiness *readiness;
 };
@@ -146,7 +167,8 @@ static void on_emf_timer(struct loop *loop, void *ctx)
     struct emf_ctx *e = ctx;
     char line[4096];
     (void)loop;
-    int n = emf_render(e->state, readiness_verdict(e->readiness), e->cfg->emf_namespace, wall_now_ms(), line, sizeof line);
+    int n = emf_render(e->state, readiness_verdict(e->readiness), e->cfg->ns, wall_now_ms(),
+                       line, sizeof line);
     if (n < 0) {
         log_warn("EMF line did not fit its buffer: skipped");
         return;
@@ -154,21 +176,21 @@ static void on_emf_timer(struct loop *loop, void *ctx)
     log_raw_line(line);
 }
 
-int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state,
+int emf_attach(struct loop *loop, const struct emf_config *cfg, struct agent_state *state,
                const struct readiness *readiness)
 {
     static struct emf_ctx ctx; /* one per process, lives as long as the loop */
-    if (!cfg->emf)
+    if (!cfg->enabled)
         return 0;
     ctx.cfg = cfg;
     ctx.state = state;
     ctx.readiness = readiness;
-    uint64_t every = (uint64_t)cfg->emf_interval_s * 1000u;
+    uint64_t every = (uint64_t)cfg->interval_s * 1000u;
     if (loop_timer_add(loop, every, every, on_emf_timer, &ctx) < 0) {
         log_error("cannot start the EMF timer");
         return -1;
     }
-    log_info("CloudWatch EMF metrics enabled", LF_STR("namespace", cfg->emf_namespace),
-             LF_INT("interval_s", cfg->emf_interval_s));
+    log_info("CloudWatch EMF metrics enabled", LF_STR("namespace", cfg->ns),
+             LF_INT("interval_s", cfg->interval_s));
     return 0;
 }

@@ -17,10 +17,20 @@
 
 #include "health_report.h"
 
+#include "config.h"
+
 struct loop;
-struct health_config;
 struct agent_state;
 struct readiness;
+
+struct emf_config {
+    bool enabled;            /* PI_AGENT_EMF, default: ECS_CONTAINER_METADATA_URI_V4 set */
+    unsigned interval_s;     /* PI_AGENT_EMF_INTERVAL_SECONDS, default 60 */
+    char ns[256];            /* PI_AGENT_EMF_NAMESPACE, default Panintelligence/Agent */
+};
+
+/* Reads the variables above. Returns 0, or -1 with err naming the variable. */
+int emf_config_load(struct emf_config *cfg, struct config_error *err);
 
 /* Pure: renders the line (no newline) into buf. Returns its length, or -1
  * when cap is too small. */
@@ -31,9 +41,9 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
  * and . - _ / # : space, not starting with "AWS/"). */
 int emf_namespace_valid(const char *ns);
 
-/* Starts the periodic EMF line when cfg->emf is set (a no-op otherwise).
+/* Starts the periodic EMF line when cfg->enabled is set (a no-op otherwise).
  * Returns 0, or -1 when the timer cannot be added. */
-int emf_attach(struct loop *loop, const struct health_config *cfg, struct agent_state *state,
+int emf_attach(struct loop *loop, const struct emf_config *cfg, struct agent_state *state,
                const struct readiness *readiness);
 
 #endif

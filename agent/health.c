@@ -21,12 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "emf.h"
+#include "health_server.h"
 #include "http_parser.h"
 #include "log.h"
 #include "loop.h"
 #include "readiness.h"
 #include "state.h"
+#include "util.h"
 
 #define HEALTH_BODY_MAX (16 * 1024)
 #define METRICS_BODY_MAX (64 * 1024)
@@ -49,10 +50,9 @@ int health_config_load(struct health_config *cfg, struct config_error *err)
     const char *addr = config_env_str("PI_AGENT_HEALTH_ADDR");
     if (addr == NULL)
         addr = "0.0.0.0";
-    struct in6_addr a6;
-    struct in_addr a4;
-    if (strlen(addr) >= sizeof cfg->addr ||
-        (inet_pton(AF_INET, addr, &a4) != 1 && inet_pton(AF_INET6, addr, &a6) != 1))
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (strlen(addr) >= sizeof cfg->addr || util_sockaddr_from_ip(addr, 0, &ss, &sslen) != 0)
         return config_fail(err, "PI_AGENT_HEALTH_ADDR",
                            "expected an IPv4 or IPv6 address such as 0.0.0.0 or ::, got \"%.64s\"",
                            addr);
@@ -73,10 +73,6 @@ int health_config_load(struct health_config *cfg, struct config_error *err)
     if (config_env_uint("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS", 5, 1, 3600, &v, err))
         return -1;
     cfg->idle_timeout_s = (unsigned)v;
-    if (config_env_uint("PI_AGENT_DRAIN_SECONDS", 5, 0, 3600, &v, err))
-        return -1;
-    cfg->drain_s = (unsigned)v;
-
     const char *run_dir = config_env_str("PI_AGENT_RUN_DIR");
     if (run_dir == NULL)
         run_dir = HEALTH_DEFAULT_RUN_DIR;
@@ -85,127 +81,8 @@ int health_config_load(struct health_config *cfg, struct config_error *err)
                            "characters", sizeof cfg->run_dir - 1);
     snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s", run_dir);
 
-    const char *url = config_env_str("PI_AGENT_PROBE_URL");
-    if (url == NULL)
-        url = PROBE_DEFAULT_URL;
-    if (strlen(url) >= sizeof cfg->probe_url)
-        return config_fail(err, "PI_AGENT_PROBE_URL", "is longer than %zu characters",
-                           sizeof cfg->probe_url - 1);
-    snprintf(cfg->probe_url, sizeof cfg->probe_url, "%s", url);
-    cfg->probe_enabled = strcmp(url, "off") != 0;
-    if (cfg->probe_enabled && strchr(url, '@') != NULL)
-        /* Never echo it: the part before @ could be a password. */
-        return config_fail(err, "PI_AGENT_PROBE_URL", "must not hold user:password@ (the probe "
-                           "asks Tomcat on the task's own address, without credentials)");
-    if (cfg->probe_enabled) {
-        const char *why = NULL;
-        if (probe_parse_url(url, &cfg->probe, &why) != 0)
-            return config_fail(err, "PI_AGENT_PROBE_URL", "%s (expected http://IP:PORT/PATH, "
-                               "for example %s, or off), got \"%.100s\"",
-                               why, PROBE_DEFAULT_URL, url);
-    }
-    if (config_env_uint("PI_AGENT_PROBE_INTERVAL_SECONDS", 5, 1, 3600, &v, err))
-        return -1;
-    cfg->probe_interval_s = (unsigned)v;
-
-    if (config_env_bool("PI_AGENT_LICENCE_REQUIRED", false, &cfg->policy.licence_required, err))
-        return -1;
-    /* The EFS module validates PI_EFS_OVER_BUDGET; readiness only needs to
-     * know whether "over" is fatal. */
-    const char *over = config_env_str("PI_EFS_OVER_BUDGET");
-    cfg->policy.efs_over_fails = over != NULL && strcmp(over, "fail") == 0;
-
-    bool on_ecs = config_env_str("ECS_CONTAINER_METADATA_URI_V4") != NULL;
-    if (config_env_bool("PI_AGENT_EMF", on_ecs, &cfg->emf, err))
-        return -1;
-    if (config_env_uint("PI_AGENT_EMF_INTERVAL_SECONDS", 60, 1, 86400, &v, err))
-        return -1;
-    cfg->emf_interval_s = (unsigned)v;
-    const char *ns = config_env_str("PI_AGENT_EMF_NAMESPACE");
-    if (ns == NULL)
-        ns = "Panintelligence/Agent";
-    if (!emf_namespace_valid(ns))
-        return config_fail(err, "PI_AGENT_EMF_NAMESPACE",
-                           "expected 1-255 letters, digits or . - _ / # : and spaces, not "
-                           "starting with AWS/, got \"%.64s\"", ns);
-    snprintf(cfg->emf_namespace, sizeof cfg->emf_namespace, "%s", ns);
     return 0;
 }
-
-/* ---- server state ------------------------------------------------------- */
-
-/* What a connection is doing, which decides whether it may be evicted to
- * make room: WAITING (nothing of a request received: new, or kept alive
- * between requests) goes first, then PARTIAL (part of a request or a body to
- * skip: a slow client or a slowloris); BUSY (an answer still being written,
- * or the last answer sent and the connection draining) is never evicted. */
-enum conn_class { CLASS_WAITING, CLASS_PARTIAL, CLASS_BUSY, CLASS_COUNT };
-
-/* Connections per source address (IPv4 address, IPv6 /64), for the cap. */
-struct peer {
-    struct peer *next;        /* hash chain */
-    unsigned char key[16];
-    unsigned count;
-};
-
-/* A listener and its connection table. Each class list is in the order the
- * connections entered it, so its head is the one waiting longest. */
-struct pool {
-    struct health_server *srv;
-    const char *name;         /* for log lines: "tcp" or "unix" */
-    int listen_fd;
-    bool accept_paused;
-    long accept_timer;
-    unsigned n, max;
-    struct conn *head[CLASS_COUNT], *tail[CLASS_COUNT];
-};
-
-struct conn {
-    int fd;
-    struct health_server *srv;
-    struct pool *pool;
-    struct peer *peer;        /* NULL on the unix socket */
-    enum conn_class cls;
-    bool renewed;             /* a request was answered: back to its list's tail */
-    struct conn *prev, *next; /* in pool->head[cls] */
-    char *in;                 /* HTTP_MAX_HEAD_BYTES, allocated on first read */
-    size_t in_len;
-    struct http_parser parser;
-    uint64_t body_left;       /* request body bytes still to discard */
-    char *out;
-    size_t out_len, out_off, out_cap;
-    uint64_t deadline_ms;     /* monotonic: a full request must arrive by then */
-    bool close_after_write;   /* last response queued */
-    bool lingering;           /* half-closed, draining until EOF or deadline */
-    bool writing;             /* waiting for EPOLLOUT */
-    bool peer_eof;            /* the client will send nothing more */
-};
-
-struct health_server {
-    struct loop *loop;
-    const struct health_config *cfg;
-    struct agent_state *state;
-    const struct readiness *readiness;
-    struct pool tcp, local;
-    int run_dir_fd;           /* holds health.sock; -1 without the unix socket */
-    dev_t sock_dev;           /* the socket file we created, to remove only ours */
-    ino_t sock_ino;
-    long sweep_timer;
-    struct peer **peers;      /* hash buckets, allocated with the first connection */
-    unsigned peer_buckets;
-    uint32_t peer_seed;
-    uint64_t last_limit_log_ms, last_evict_log_ms, last_peer_log_ms;
-    unsigned long evicted, evicted_logged, peer_evicted, peer_evicted_logged;
-    /* /health is rendered again only when the state changed. */
-    uint64_t rendered_version;
-    int health_len;           /* -1: never rendered */
-    time_t date_secs;
-    char date[40];
-    /* Allocated on the first /health or /metrics request: an agent nobody
-     * asks (the listener off, or before the first check) never pays them. */
-    char *health_body;        /* HEALTH_BODY_MAX */
-    char *metrics_body;       /* METRICS_BODY_MAX */
-};
 
 static void conn_close(struct conn *c);
 
@@ -395,146 +272,6 @@ static bool process_input(struct conn *c)
         c->deadline_ms = loop_now_ms() + (uint64_t)c->srv->cfg->idle_timeout_s * 1000u;
     }
     return false;
-}
-
-/* ---- connection table --------------------------------------------------- */
-
-static void class_unlink(struct conn *c)
-{
-    struct pool *p = c->pool;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        p->head[c->cls] = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        p->tail[c->cls] = c->prev;
-    c->prev = c->next = NULL;
-}
-
-static void class_append(struct conn *c, enum conn_class cls)
-{
-    struct pool *p = c->pool;
-    c->cls = cls;
-    c->next = NULL;
-    c->prev = p->tail[cls];
-    if (p->tail[cls])
-        p->tail[cls]->next = c;
-    else
-        p->head[cls] = c;
-    p->tail[cls] = c;
-}
-
-/* Files the connection under what it is doing now. Called whenever one of
- * its events has been handled; a connection that was answered goes to the
- * tail of its list, so "oldest" means "waiting longest". */
-static void conn_settle(struct conn *c)
-{
-    enum conn_class cls;
-    if (c->lingering || c->writing || c->out_len > c->out_off)
-        cls = CLASS_BUSY;
-    else if (c->in_len > 0 || c->body_left > 0)
-        cls = CLASS_PARTIAL;
-    else
-        cls = CLASS_WAITING;
-    if (cls == c->cls && !c->renewed)
-        return;
-    c->renewed = false;
-    class_unlink(c);
-    class_append(c, cls);
-}
-
-/* The connection to close to make room: the one waiting longest for a
- * request, else the one longest in the middle of one; only peer's own when
- * peer is given. NULL when every candidate is busy answering. */
-static struct conn *pick_victim(struct pool *p, const struct peer *peer)
-{
-    for (int cls = CLASS_WAITING; cls <= CLASS_PARTIAL; cls++)
-        for (struct conn *c = p->head[cls]; c; c = c->next)
-            if (peer == NULL || c->peer == peer)
-                return c;
-    return NULL;
-}
-
-/* IPv4 addresses (also IPv4-mapped IPv6) count one by one; IPv6 by /64,
- * the smallest block one host is usually given. */
-static void peer_key(const struct sockaddr_storage *ss, unsigned char key[16])
-{
-    memset(key, 0, 16);
-    if (ss->ss_family == AF_INET) {
-        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-        key[10] = key[11] = 0xff;
-    } else if (ss->ss_family == AF_INET6) {
-        const unsigned char *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
-        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-        if (memcmp(a, mapped, 12) == 0)
-            memcpy(key, a, 16);
-        else
-            memcpy(key, a, 8);
-    }
-}
-
-static unsigned peer_bucket(const struct health_server *srv, const unsigned char key[16])
-{
-    uint32_t h = 2166136261u ^ srv->peer_seed; /* FNV-1a, seeded */
-    for (int i = 0; i < 16; i++)
-        h = (h ^ key[i]) * 16777619u;
-    return h & (srv->peer_buckets - 1);
-}
-
-/* Counts one more connection for the address; NULL when out of memory. */
-static struct peer *peer_hold(struct health_server *srv, const struct sockaddr_storage *ss)
-{
-    if (srv->peers == NULL) {
-        unsigned n = 16;
-        while (n < srv->cfg->max_connections)
-            n *= 2;
-        if ((srv->peers = calloc(n, sizeof *srv->peers)) == NULL)
-            return NULL;
-        srv->peer_buckets = n;
-        srv->peer_seed = (uint32_t)loop_now_ms() ^ (uint32_t)(uintptr_t)srv;
-    }
-    unsigned char key[16];
-    peer_key(ss, key);
-    unsigned b = peer_bucket(srv, key);
-    struct peer *p;
-    for (p = srv->peers[b]; p; p = p->next)
-        if (memcmp(p->key, key, 16) == 0)
-            break;
-    if (p == NULL) {
-        if ((p = calloc(1, sizeof *p)) == NULL)
-            return NULL;
-        memcpy(p->key, key, 16);
-        p->next = srv->peers[b];
-        srv->peers[b] = p;
-    }
-    p->count++;
-    return p;
-}
-
-static void peer_release(struct health_server *srv, struct peer *p)
-{
-    if (p == NULL || --p->count > 0)
-        return;
-    struct peer **link = &srv->peers[peer_bucket(srv, p->key)];
-    while (*link != p)
-        link = &(*link)->next;
-    *link = p->next;
-    free(p);
-}
-
-static void peer_name(const struct peer *p, char *buf, size_t cap)
-{
-    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-    char a[INET6_ADDRSTRLEN] = "?";
-    if (memcmp(p->key, mapped, 12) == 0) {
-        inet_ntop(AF_INET, p->key + 12, a, sizeof a);
-        snprintf(buf, cap, "%s", a);
-    } else {
-        inet_ntop(AF_INET6, p->key, a, sizeof a);
-        snprintf(buf, cap, "%s/64", a);
-    }
 }
 
 /* ---- connection I/O ----------------------------------------------------- */
@@ -892,21 +629,8 @@ static int open_listener(const struct health_config *cfg)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, cfg->addr, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)cfg->port);
-        len = sizeof *s4;
-    } else if (inet_pton(AF_INET6, cfg->addr, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)cfg->port);
-        len = sizeof *s6;
-    } else {
-        errno = EINVAL;
+    if (util_sockaddr_from_ip(cfg->addr, (uint16_t)cfg->port, &ss, &len) != 0)
         return -1;
-    }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
@@ -919,107 +643,6 @@ static int open_listener(const struct health_config *cfg)
         return -1;
     }
     return fd;
-}
-
-/* ---- the unix socket ---------------------------------------------------- */
-
-/* Opens run_dir/health.sock for the container check. The directory must be
- * ours and writable by nobody else; the socket is reached through the
- * directory's descriptor (/proc/self/fd/N/...), so a path component swapped
- * for a link meanwhile leads nowhere. A socket left by an agent that was
- * killed is replaced; one that answers (another agent) is left alone.
- * Returns the listening descriptor, or -1 after a warning: the TCP endpoint
- * then serves the container check alone. */
-static int open_local_listener(struct health_server *srv)
-{
-    const char *dir = srv->cfg->run_dir;
-    const char *why = NULL;
-    int dfd = -1, fd = -1;
-    struct stat st;
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        why = "cannot create the directory";
-        goto fail;
-    }
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0 || fstat(dfd, &st) != 0) {
-        why = "cannot open the directory";
-        goto fail;
-    }
-    if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
-        errno = EPERM;
-        why = "the directory is not the agent's own or others can write to it";
-        goto fail;
-    }
-    snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, HEALTH_SOCKET_NAME);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
-        why = "cannot create a unix socket";
-        goto fail;
-    }
-    if (fstatat(dfd, HEALTH_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            errno = EEXIST;
-            why = "something other than a socket has the name; left alone";
-            goto fail;
-        }
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN) {
-            errno = EADDRINUSE;
-            why = "another agent answers on it; left alone";
-            goto fail;
-        }
-        close(fd);
-        if (unlinkat(dfd, HEALTH_SOCKET_NAME, 0) != 0 && errno != ENOENT) {
-            fd = -1;
-            why = "cannot remove the stale socket";
-            goto fail;
-        }
-        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
-            why = "cannot create a unix socket";
-            goto fail;
-        }
-    }
-    /* 0600 from the start: only the agent's own uid may connect. */
-    mode_t old = umask(0177);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    umask(old);
-    if (rc != 0 || fstatat(dfd, HEALTH_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        why = "cannot create the socket";
-        goto fail;
-    }
-    srv->sock_dev = st.st_dev;
-    srv->sock_ino = st.st_ino;
-    if (listen(fd, 64) != 0) {
-        int saved = errno;
-        unlinkat(dfd, HEALTH_SOCKET_NAME, 0);
-        errno = saved;
-        why = "cannot listen on the socket";
-        goto fail;
-    }
-    srv->run_dir_fd = dfd;
-    return fd;
-fail:
-    log_warn("health: no unix socket for the container check (it uses the TCP endpoint); check "
-             "PI_AGENT_RUN_DIR", LF_STR("path", dir), LF_STR("socket", HEALTH_SOCKET_NAME),
-             LF_STR("reason", why), LF_STR("error", strerror(errno)));
-    if (fd >= 0)
-        close(fd);
-    if (dfd >= 0)
-        close(dfd);
-    return -1;
-}
-
-/* Removes health.sock if it is still the one this agent created. */
-static void close_local_listener(struct health_server *srv)
-{
-    if (srv->run_dir_fd < 0)
-        return;
-    struct stat st;
-    if (fstatat(srv->run_dir_fd, HEALTH_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        st.st_dev == srv->sock_dev && st.st_ino == srv->sock_ino)
-        unlinkat(srv->run_dir_fd, HEALTH_SOCKET_NAME, 0);
-    close(srv->run_dir_fd);
-    srv->run_dir_fd = -1;
 }
 
 static void pool_init(struct pool *p, struct health_server *srv, const char *name, unsigned max)
@@ -1088,9 +711,9 @@ struct health_server *health_server_start(struct loop *loop, const struct health
             free(srv);
             return NULL;
         }
-        int lfd = open_local_listener(srv);
+        int lfd = health_local_open(srv);
         if (lfd >= 0 && pool_listen(&srv->local, lfd) != 0)
-            close_local_listener(srv);
+            health_local_close(srv);
         log_info("health endpoint listening", LF_STR("addr", cfg->addr), LF_INT("port", cfg->port),
                  LF_INT("max_connections", cfg->max_connections),
                  LF_INT("max_per_address", cfg->max_per_peer),
@@ -1107,7 +730,7 @@ void health_server_free(struct health_server *srv)
         return;
     pool_free(&srv->tcp);
     pool_free(&srv->local);
-    close_local_listener(srv);
+    health_local_close(srv);
     if (srv->sweep_timer > 0)
         loop_timer_cancel(srv->loop, srv->sweep_timer);
     free(srv->peers);

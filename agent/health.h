@@ -20,7 +20,6 @@
 
 #include "config.h"
 #include "health_report.h"
-#include "probe.h"
 
 #define HEALTH_DEFAULT_PORT 8225
 #define HEALTH_DEFAULT_RUN_DIR "/run/pi-agent"
@@ -39,18 +38,11 @@ struct health_config {
                                   * the table, 16), never more than the table */
     char run_dir[224];           /* PI_AGENT_RUN_DIR (health.sock), default /run/pi-agent */
     unsigned idle_timeout_s;     /* PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS, default 5 */
-    unsigned drain_s;            /* PI_AGENT_DRAIN_SECONDS, default 5 */
-    bool probe_enabled;          /* PI_AGENT_PROBE_URL is not "off" */
-    char probe_url[512];         /* PI_AGENT_PROBE_URL */
-    struct probe_target probe;   /* parsed probe_url */
-    unsigned probe_interval_s;   /* PI_AGENT_PROBE_INTERVAL_SECONDS, default 5 */
-    struct health_policy policy; /* PI_AGENT_LICENCE_REQUIRED, PI_EFS_OVER_BUDGET */
-    bool emf;                    /* PI_AGENT_EMF, default: ECS_CONTAINER_METADATA_URI_V4 set */
-    unsigned emf_interval_s;     /* PI_AGENT_EMF_INTERVAL_SECONDS, default 60 */
-    char emf_namespace[256];     /* PI_AGENT_EMF_NAMESPACE, default Panintelligence/Agent */
 };
 
-/* Reads every variable above. Returns 0, or -1 with err naming the variable. */
+/* Reads every variable above (the health server's own: the probe, EMF,
+ * readiness policy and drain have theirs in probe.h, emf.h, readiness.h and
+ * config.h). Returns 0, or -1 with err naming the variable. */
 int health_config_load(struct health_config *cfg, struct config_error *err);
 
 struct health_server;

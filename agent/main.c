@@ -56,6 +56,9 @@ struct settings {
     struct agent_config agent;
     struct licence_config licence;
     struct health_config health;
+    struct probe_config probe;
+    struct emf_config emf;
+    struct health_policy readiness;
     struct hooks_config hooks;
     struct dbcheck_config db;
     struct traffic_config traffic;
@@ -138,8 +141,10 @@ static int load_config(struct settings *cfg, char **argv_command)
 
     if (load_logging(&err) != 0 || agent_config_load(&cfg->agent, argv_command, &err) != 0 ||
         licence_config_load(&cfg->licence, &err) != 0 || efs_config_load(&cfg->efs, &err) != 0 ||
-        health_config_load(&cfg->health, &err) != 0 || hooks_config_load(&cfg->hooks, &err) != 0 ||
-        traffic_config_load(&cfg->traffic, &cfg->health, &err) != 0) {
+        health_config_load(&cfg->health, &err) != 0 || probe_config_load(&cfg->probe, &err) != 0 ||
+        readiness_policy_load(&cfg->readiness, cfg->efs.over_budget_fail, &err) != 0 ||
+        emf_config_load(&cfg->emf, &err) != 0 || hooks_config_load(&cfg->hooks, &err) != 0 ||
+        traffic_config_load(&cfg->traffic, &cfg->probe, &cfg->emf, cfg->agent.drain_s, &err) != 0) {
         fprintf(stderr, "pi-agent: configuration error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
@@ -195,7 +200,7 @@ static void end_drain(struct agent *a, const char *why)
     log_info("drain over: running pre-stop hooks, then stopping the child", LF_STR("reason", why),
              LF_INT("drain_ms", a->drain_ended_ms - a->stop_started_ms),
              LF_STR("last_traffic", last), LF_INT("quiet_s", a->cfg.traffic.drain_quiet_s),
-             LF_INT("max_s", a->cfg.health.drain_s));
+             LF_INT("max_s", a->cfg.agent.drain_s));
     /* Pre-stop hooks may use at most half the grace; Tomcat keeps the rest. */
     if (hooks_run_async(&a->hooks, loop, &a->cfg.hooks, "pre-stop", a->env.vars,
                         stop_grace_ms(a) / 2, &a->state, after_pre_stop_hooks, a) != 0)
@@ -207,7 +212,7 @@ static void after_drain(struct loop *loop, void *ctx)
     struct agent *a = ctx;
     (void)loop;
     a->drain_timer = 0;
-    end_drain(a, a->cfg.health.drain_s > 0 && supervise_child_running(a->sv) ? "maximum" : "none");
+    end_drain(a, a->cfg.agent.drain_s > 0 && supervise_child_running(a->sv) ? "maximum" : "none");
 }
 
 /* The traffic count saw Tomcat quiet for long enough: the load balancer
@@ -235,7 +240,7 @@ static void begin_stop(struct agent *a, int sig)
      * requests while Tomcat finishes the ones it has. */
     a->state.draining = true;
     state_changed(&a->state);
-    unsigned drain_s = supervise_child_running(a->sv) ? a->cfg.health.drain_s : 0;
+    unsigned drain_s = supervise_child_running(a->sv) ? a->cfg.agent.drain_s : 0;
     log_info("stop requested", LF_INT("signal", sig), LF_INT("drain_s", drain_s),
              LF_INT("grace_s", a->cfg.agent.stop_grace_s));
     a->drain_timer = loop_timer_add(a->loop, (uint64_t)drain_s * 1000u, 0, after_drain, a);
@@ -343,14 +348,14 @@ static int attach_services(struct agent *a)
     if (a->health == NULL)
         return EXIT_CONFIG; /* the bind error was logged, naming the variables */
     a->traffic = traffic_start(a->loop, &a->cfg.traffic, &a->state);
-    if (a->traffic == NULL || (a->probe = probe_start(a->loop, &a->cfg.health, &a->state)) == NULL)
+    if (a->traffic == NULL || (a->probe = probe_start(a->loop, &a->cfg.probe, &a->state)) == NULL)
         return EXIT_INTERNAL;
     /* From here on every state_changed() derives readiness. */
     a->readiness.probe = a->probe;
-    readiness_attach(&a->readiness, &a->state, &a->cfg.health.policy, on_first_ready, a);
-    if (emf_attach(a->loop, &a->cfg.health, &a->state, &a->readiness) != 0 ||
+    readiness_attach(&a->readiness, &a->state, &a->cfg.readiness, on_first_ready, a);
+    if (emf_attach(a->loop, &a->cfg.emf, &a->state, &a->readiness) != 0 ||
         efs_attach(&a->efs, a->loop) != 0 ||
-        dbcheck_start(a->loop, &a->cfg.db, a->cfg.health.probe_interval_s, &a->state) != 0 ||
+        dbcheck_start(a->loop, &a->cfg.db, a->cfg.probe.interval_s, &a->state) != 0 ||
         licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
         startup_attach(a->loop, a->cfg.agent.startup_timeout_s, &a->state) != 0 ||
         exit_run_attach(a->loop, &a->state) != 0)
@@ -364,7 +369,7 @@ static void stop_phases(struct agent *a)
 {
     uint64_t budget = 0;
     if (a->stop_started) {
-        uint64_t window = (uint64_t)a->cfg.health.drain_s * 1000u + stop_grace_ms(a);
+        uint64_t window = (uint64_t)a->cfg.agent.drain_s * 1000u + stop_grace_ms(a);
         uint64_t used = loop_now_ms() - a->stop_started_ms;
         if (used >= window) {
             log_warn("no time left in the stop window: post-stop hooks skipped");

@@ -12,10 +12,40 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "health.h"
 #include "log.h"
 #include "loop.h"
 #include "state.h"
+
+/* ---- settings ----------------------------------------------------------- */
+
+int probe_config_load(struct probe_config *cfg, struct config_error *err)
+{
+    unsigned long long v;
+    memset(cfg, 0, sizeof *cfg);
+    const char *url = config_env_str("PI_AGENT_PROBE_URL");
+    if (url == NULL)
+        url = PROBE_DEFAULT_URL;
+    if (strlen(url) >= sizeof cfg->url)
+        return config_fail(err, "PI_AGENT_PROBE_URL", "is longer than %zu characters",
+                           sizeof cfg->url - 1);
+    snprintf(cfg->url, sizeof cfg->url, "%s", url);
+    cfg->enabled = strcmp(url, "off") != 0;
+    if (cfg->enabled && strchr(url, '@') != NULL)
+        /* Never echo it: the part before @ could be a password. */
+        return config_fail(err, "PI_AGENT_PROBE_URL", "must not hold user:password@ (the probe "
+                           "asks Tomcat on the task's own address, without credentials)");
+    if (cfg->enabled) {
+        const char *why = NULL;
+        if (probe_parse_url(url, &cfg->target, &why) != 0)
+            return config_fail(err, "PI_AGENT_PROBE_URL", "%s (expected http://IP:PORT/PATH, "
+                               "for example %s, or off), got \"%.100s\"",
+                               why, PROBE_DEFAULT_URL, url);
+    }
+    if (config_env_uint("PI_AGENT_PROBE_INTERVAL_SECONDS", 5, 1, 3600, &v, err))
+        return -1;
+    cfg->interval_s = (unsigned)v;
+    return 0;
+}
 
 /* ---- pure helpers ------------------------------------------------------- */
 
@@ -153,7 +183,7 @@ static uint64_t now_us(void)
 
 struct probe {
     struct loop *loop;
-    const struct health_config *cfg;
+    const struct probe_config *cfg;
     struct agent_state *state;
     int fd;                  /* -1 when no probe is in flight */
     bool connected;
@@ -192,13 +222,13 @@ static void set_probe_state(struct probe *pr, bool passed, const char *reason)
         snprintf(ps->reason, sizeof ps->reason, "%s", reason);
 
     if (changed && passed)
-        log_info("Tomcat probe passing", LF_STR("url", pr->cfg->probe_url),
+        log_info("Tomcat probe passing", LF_STR("url", pr->cfg->url),
                  LF_DOUBLE("latency_s", ps->last_latency_s));
     else if (changed)
-        log_warn("Tomcat probe failing", LF_STR("url", pr->cfg->probe_url),
+        log_warn("Tomcat probe failing", LF_STR("url", pr->cfg->url),
                  LF_STR("reason", reason));
     else if (!passed)
-        log_debug("Tomcat probe failed", LF_STR("url", pr->cfg->probe_url),
+        log_debug("Tomcat probe failed", LF_STR("url", pr->cfg->url),
                   LF_STR("reason", reason), LF_STR("status", word));
     state_changed(pr->state);
 }
@@ -339,7 +369,7 @@ static void on_probe_tick(struct loop *loop, void *ctx)
     pr->connected = false;
     pr->sent = 0;
     pr->response_len = 0;
-    const struct probe_target *t = &pr->cfg->probe;
+    const struct probe_target *t = &pr->cfg->target;
     int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         probe_fail_errno(pr, "socket", errno);
@@ -384,7 +414,7 @@ void probe_sync_child(struct probe *pr)
              LF_INT("pid", state->child_pid));
 }
 
-struct probe *probe_start(struct loop *loop, const struct health_config *cfg,
+struct probe *probe_start(struct loop *loop, const struct probe_config *cfg,
                           struct agent_state *state)
 {
     struct probe_state *ps = &state->probe;
@@ -397,7 +427,7 @@ struct probe *probe_start(struct loop *loop, const struct health_config *cfg,
     pr->state = state;
 
     ps->since_ms = wall_now_ms();
-    if (!cfg->probe_enabled) {
+    if (!cfg->enabled) {
         snprintf(ps->status, sizeof ps->status, "ok");
         snprintf(ps->reason, sizeof ps->reason, "probe disabled (PI_AGENT_PROBE_URL=off)");
         log_info("Tomcat probe disabled (PI_AGENT_PROBE_URL=off)");
@@ -412,14 +442,14 @@ struct probe *probe_start(struct loop *loop, const struct health_config *cfg,
     int n = snprintf(pr->request, sizeof pr->request,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pi-agent-probe\r\n"
                      "Accept: */*\r\nConnection: close\r\n\r\n",
-                     cfg->probe.path, cfg->probe.host_header);
+                     cfg->target.path, cfg->target.host_header);
     if (n < 0 || (size_t)n >= sizeof pr->request) {
         log_error("PI_AGENT_PROBE_URL is too long for a request line");
         free(pr);
         return NULL;
     }
     pr->request_len = (size_t)n;
-    uint64_t every = (uint64_t)cfg->probe_interval_s * 1000u;
+    uint64_t every = (uint64_t)cfg->interval_s * 1000u;
     pr->tick_timer = loop_timer_add(loop, 0, every, on_probe_tick, pr);
     if (pr->tick_timer < 0) {
         log_error("cannot start the Tomcat probe timer");
@@ -427,8 +457,8 @@ struct probe *probe_start(struct loop *loop, const struct health_config *cfg,
         return NULL;
     }
     pr->started = true;
-    log_info("Tomcat probe started", LF_STR("url", cfg->probe_url),
-             LF_INT("interval_s", cfg->probe_interval_s), LF_INT("timeout_ms", PROBE_TIMEOUT_MS));
+    log_info("Tomcat probe started", LF_STR("url", cfg->url),
+             LF_INT("interval_s", cfg->interval_s), LF_INT("timeout_ms", PROBE_TIMEOUT_MS));
     return pr;
 }
 

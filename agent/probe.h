@@ -15,8 +15,9 @@
 #define PROBE_TIMEOUT_MS 2000
 #define PROBE_DEFAULT_URL "http://127.0.0.1:8224/pi/version"
 
+#include "config.h"
+
 struct loop;
-struct health_config;
 struct agent_state;
 
 /* A parsed http:// URL whose host is an IP literal or localhost: the probe
@@ -27,6 +28,17 @@ struct probe_target {
     char host_header[80];  /* "127.0.0.1:8224", "[::1]:8224" */
     char path[512];        /* "/pi/version" (query kept) */
 };
+
+struct probe_config {
+    bool enabled;                /* PI_AGENT_PROBE_URL is not "off" */
+    char url[512];               /* PI_AGENT_PROBE_URL */
+    struct probe_target target;  /* parsed url */
+    unsigned interval_s;         /* PI_AGENT_PROBE_INTERVAL_SECONDS, default 5 */
+};
+
+/* Reads the variables above. Returns 0, or -1 with err naming the variable
+ * (never echoing a URL that holds user:password@). */
+int probe_config_load(struct probe_config *cfg, struct config_error *err);
 
 /* Pure. Returns 0, or -1 with *why set to a static explanation. */
 int probe_parse_url(const char *url, struct probe_target *out, const char **why);
@@ -40,7 +52,7 @@ struct probe;
 /* Starts probing (first probe at once) and returns the probe's handle, or
  * NULL (logged) when the timer cannot be added. With the probe disabled it
  * only marks state->probe. */
-struct probe *probe_start(struct loop *loop, const struct health_config *cfg,
+struct probe *probe_start(struct loop *loop, const struct probe_config *cfg,
                           struct agent_state *state);
 
 /* Stops probing (an answer in flight is dropped) and frees pr; NULL is fine. */

@@ -374,6 +374,7 @@ void supervise_stop(struct supervisor *sv, unsigned grace_ms)
     }
     sv->stop_requested = true;
     sv->state->stopping = true;
+    state_changed(sv->state);
     if (grace_ms == 0)
         grace_ms = sv->cfg->stop_grace_s * 1000u;
     if (sv->phase == RUNNING) {

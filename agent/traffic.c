@@ -15,7 +15,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include "health.h"
+#include "emf.h"
+#include "probe.h"
 #include "log.h"
 #include "loop.h"
 #include "sockdiag.h"
@@ -38,8 +39,8 @@ struct sockaddr_nl_ {
 
 /* ---- settings ------------------------------------------------------------ */
 
-int traffic_config_load(struct traffic_config *cfg, const struct health_config *health,
-                        struct config_error *err)
+int traffic_config_load(struct traffic_config *cfg, const struct probe_config *probe,
+                        const struct emf_config *emf, unsigned drain_s, struct config_error *err)
 {
     static const char *const sources[] = { "auto", "netlink", "proc", "off", NULL };
     unsigned long long v;
@@ -49,18 +50,18 @@ int traffic_config_load(struct traffic_config *cfg, const struct health_config *
     if (config_env_choice("PI_AGENT_TRAFFIC", TRAFFIC_AUTO, sources, &choice, err) != 0)
         return -1;
     cfg->source = (enum traffic_source)choice;
-    cfg->interval_s = health->probe_interval_s;
-    cfg->emf_interval_s = health->emf_interval_s;
-    if (!health->probe_enabled) {
+    cfg->interval_s = probe->interval_s;
+    cfg->emf_interval_s = emf->interval_s;
+    if (!probe->enabled) {
         if (config_env_str("PI_AGENT_TRAFFIC") != NULL && cfg->source != TRAFFIC_OFF)
             return config_fail(err, "PI_AGENT_TRAFFIC", "needs Tomcat's port from "
                                "PI_AGENT_PROBE_URL, which is off (set the URL, or "
                                "PI_AGENT_TRAFFIC=off)");
         cfg->source = TRAFFIC_OFF;
     } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&health->probe.addr;
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&health->probe.addr;
-        cfg->port = ntohs(health->probe.addr.ss_family == AF_INET6 ? s6->sin6_port : s4->sin_port);
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&probe->target.addr;
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&probe->target.addr;
+        cfg->port = ntohs(probe->target.addr.ss_family == AF_INET6 ? s6->sin6_port : s4->sin_port);
     }
 
     if (config_env_uint("PI_AGENT_DRAIN_QUIET_SECONDS", 0, 0, 3600, &v, err) != 0)
@@ -68,12 +69,12 @@ int traffic_config_load(struct traffic_config *cfg, const struct health_config *
     cfg->drain_quiet_s = (unsigned)v;
     if (cfg->drain_quiet_s > 0 && cfg->source == TRAFFIC_OFF)
         return config_fail(err, "PI_AGENT_DRAIN_QUIET_SECONDS", "needs Tomcat's traffic, but %s",
-                           health->probe_enabled ? "PI_AGENT_TRAFFIC is off"
+                           probe->enabled ? "PI_AGENT_TRAFFIC is off"
                                                  : "PI_AGENT_PROBE_URL is off (it gives Tomcat's port)");
-    if (cfg->drain_quiet_s > 0 && cfg->drain_quiet_s >= health->drain_s)
+    if (cfg->drain_quiet_s > 0 && cfg->drain_quiet_s >= drain_s)
         return config_fail(err, "PI_AGENT_DRAIN_QUIET_SECONDS",
                            "%u must be less than PI_AGENT_DRAIN_SECONDS (%u), the longest a drain "
-                           "lasts: raise PI_AGENT_DRAIN_SECONDS", cfg->drain_quiet_s, health->drain_s);
+                           "lasts: raise PI_AGENT_DRAIN_SECONDS", cfg->drain_quiet_s, drain_s);
     return 0;
 }
 

@@ -35,7 +35,8 @@
 
 struct loop;
 struct agent_state;
-struct health_config;
+struct probe_config;
+struct emf_config;
 struct probe_peer;
 struct traffic_state;
 
@@ -49,10 +50,11 @@ struct traffic_config {
     unsigned drain_quiet_s;      /* PI_AGENT_DRAIN_QUIET_SECONDS, 0 = off (default) */
 };
 
-/* Reads PI_AGENT_TRAFFIC and PI_AGENT_DRAIN_QUIET_SECONDS; needs the health
- * settings (probe URL, drain maximum). Returns 0, or -1 with err naming the
- * variable. */
-int traffic_config_load(struct traffic_config *cfg, const struct health_config *health,
+/* Reads PI_AGENT_TRAFFIC and PI_AGENT_DRAIN_QUIET_SECONDS; needs the probe's
+ * settings (Tomcat's port, the sample interval), EMF's interval and the drain
+ * maximum. Returns 0, or -1 with err naming the variable. */
+int traffic_config_load(struct traffic_config *cfg, const struct probe_config *probe,
+                        const struct emf_config *emf, unsigned drain_s,
                         struct config_error *err);
 
 /* ---- pure parts ---------------------------------------------------------- */

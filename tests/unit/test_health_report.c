@@ -24,6 +24,8 @@
 
 #include "loop.h"
 
+#include "config.h"
+#include "emf.h"
 #include "health.h"
 #include "health_client.h"
 #include "probe.h"
@@ -507,11 +509,11 @@ static void test_probe_result_dropped_when_child_restarts(void **state)
 {
     (void)state;
     struct agent_state st;
-    struct health_config cfg;
+    struct probe_config cfg;
     struct config_error err = { "" };
     struct health_verdict v;
     clear_health_env();
-    assert_int_equal(health_config_load(&cfg, &err), 0);
+    assert_int_equal(probe_config_load(&cfg, &err), 0);
     healthy_state(&st);
     st.child_pid = 100;
     struct loop *loop = loop_new();
@@ -610,53 +612,76 @@ static void clear_health_env(void)
         unsetenv(vars[i]);
 }
 
+/* Every module's settings that were once the health settings: each
+ * variable is read by the module that owns it. */
+struct all_settings {
+    struct health_config health;
+    struct probe_config probe;
+    struct emf_config emf;
+    struct health_policy policy;
+    struct agent_config agent;
+};
+
+static int load_all(struct all_settings *a, struct config_error *err)
+{
+    const char *over = getenv("PI_EFS_OVER_BUDGET");
+    memset(a, 0, sizeof *a);
+    int rc = health_config_load(&a->health, err) || probe_config_load(&a->probe, err) ||
+             emf_config_load(&a->emf, err) ||
+             readiness_policy_load(&a->policy, over && strcmp(over, "fail") == 0, err) ||
+             agent_config_load(&a->agent, NULL, err);
+    agent_config_free(&a->agent);
+    return rc ? -1 : 0;
+}
+
 static void test_config_defaults(void **state)
 {
     (void)state;
-    struct health_config cfg;
+    static struct all_settings a;
+    struct health_config *cfg = &a.health;
     struct config_error err = { "" };
     clear_health_env();
-    assert_int_equal(health_config_load(&cfg, &err), 0);
-    assert_string_equal(cfg.addr, "0.0.0.0");
-    assert_int_equal(cfg.port, 8225);
-    assert_int_equal(cfg.max_connections, 256);
-    assert_int_equal(cfg.max_per_peer, 32);
-    assert_string_equal(cfg.run_dir, "/run/pi-agent");
-    assert_int_equal(cfg.idle_timeout_s, 5);
-    assert_int_equal(cfg.drain_s, 5);
-    assert_true(cfg.probe_enabled);
-    assert_string_equal(cfg.probe.path, "/pi/version");
-    assert_int_equal(cfg.probe_interval_s, 5);
-    assert_false(cfg.policy.licence_required);
-    assert_false(cfg.policy.efs_over_fails);
-    assert_false(cfg.emf);
-    assert_int_equal(cfg.emf_interval_s, 60);
-    assert_string_equal(cfg.emf_namespace, "Panintelligence/Agent");
+    assert_int_equal(load_all(&a, &err), 0);
+    assert_string_equal(cfg->addr, "0.0.0.0");
+    assert_int_equal(cfg->port, 8225);
+    assert_int_equal(cfg->max_connections, 256);
+    assert_int_equal(cfg->max_per_peer, 32);
+    assert_string_equal(cfg->run_dir, "/run/pi-agent");
+    assert_int_equal(cfg->idle_timeout_s, 5);
+    assert_int_equal(a.agent.drain_s, 5);
+    assert_true(a.probe.enabled);
+    assert_string_equal(a.probe.target.path, "/pi/version");
+    assert_int_equal(a.probe.interval_s, 5);
+    assert_false(a.policy.licence_required);
+    assert_false(a.policy.efs_over_fails);
+    assert_false(a.emf.enabled);
+    assert_int_equal(a.emf.interval_s, 60);
+    assert_string_equal(a.emf.ns, "Panintelligence/Agent");
 
     setenv("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x", 1);
     setenv("PI_EFS_OVER_BUDGET", "fail", 1);
     setenv("PI_AGENT_LICENCE_REQUIRED", "true", 1);
     setenv("PI_AGENT_PROBE_URL", "off", 1);
     setenv("PI_AGENT_HEALTH_ADDR", "::", 1);
-    assert_int_equal(health_config_load(&cfg, &err), 0);
-    assert_true(cfg.emf);
-    assert_true(cfg.policy.efs_over_fails);
-    assert_true(cfg.policy.licence_required);
-    assert_false(cfg.probe_enabled);
-    assert_string_equal(cfg.addr, "::");
+    assert_int_equal(load_all(&a, &err), 0);
+    assert_true(a.emf.enabled);
+    assert_true(a.policy.efs_over_fails);
+    assert_true(a.policy.licence_required);
+    assert_false(a.probe.enabled);
+    assert_string_equal(cfg->addr, "::");
     setenv("PI_AGENT_EMF", "false", 1);
-    assert_int_equal(health_config_load(&cfg, &err), 0);
-    assert_false(cfg.emf);
+    assert_int_equal(load_all(&a, &err), 0);
+    assert_false(a.emf.enabled);
     clear_health_env();
 }
 
 static void expect_config_error(const char *var, const char *value)
 {
-    struct health_config cfg;
+    static struct all_settings a;
     struct config_error err = { "" };
     clear_health_env();
     setenv(var, value, 1);
-    if (health_config_load(&cfg, &err) != -1)
+    if (load_all(&a, &err) != -1)
         fail_msg("%s=%s accepted", var, value);
     if (strncmp(err.msg, var, strlen(var)) != 0)
         fail_msg("error does not name %s: %s", var, err.msg);
@@ -679,11 +704,11 @@ static void test_config_errors_name_the_variable(void **state)
     expect_config_error("PI_AGENT_PROBE_URL", "http://dashboard:8224/");
     expect_config_error("PI_AGENT_PROBE_INTERVAL_SECONDS", "0");
     {
-        struct health_config cfg;
+        struct probe_config cfg;
         struct config_error err = { "" };
         clear_health_env();
         setenv("PI_AGENT_PROBE_URL", "http://admin:s3cret-pw@127.0.0.1:8224/pi/version", 1);
-        assert_int_equal(health_config_load(&cfg, &err), -1);
+        assert_int_equal(probe_config_load(&cfg, &err), -1);
         assert_non_null(strstr(err.msg, "PI_AGENT_PROBE_URL"));
         assert_null(strstr(err.msg, "s3cret-pw"));
         clear_health_env();
@@ -995,7 +1020,7 @@ static void test_server_in_process(void **state)
     struct readiness ready;
     memset(&ready, 0, sizeof ready);
     struct health_server *srv = health_server_start(loop, &cfg, &st, &ready);
-    readiness_attach(&ready, &st, &cfg.policy, on_ready, &run);
+    readiness_attach(&ready, &st, &default_policy, on_ready, &run);
     assert_non_null(srv);
 
     fflush(NULL);

@@ -16,7 +16,9 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "emf.h"
+#include "probe.h"
 #include "health.h"
 #include "health_report.h"
 #include "sockdiag.h"
@@ -336,10 +338,15 @@ static void clear_env(void)
 
 static int load(struct traffic_config *tc, struct config_error *err)
 {
-    struct health_config hc;
-    if (health_config_load(&hc, err) != 0)
+    struct probe_config pc;
+    struct emf_config ec;
+    struct agent_config ac;
+    if (probe_config_load(&pc, err) != 0 || emf_config_load(&ec, err) != 0 ||
+        agent_config_load(&ac, NULL, err) != 0)
         return -2;
-    return traffic_config_load(tc, &hc, err);
+    unsigned drain_s = ac.drain_s;
+    agent_config_free(&ac);
+    return traffic_config_load(tc, &pc, &ec, drain_s, err);
 }
 
 static void test_settings(void **unused)
