@@ -11,6 +11,7 @@
 #include "exit_history.h"
 #include "log.h"
 #include "loop.h"
+#include "probe.h"
 #include "state.h"
 #include "worker.h"
 
@@ -113,12 +114,12 @@ static void log_previous(const struct exit_entry *e, struct agent_state *state)
 static void fill_probe(const struct agent_state *st, char *out, size_t cap)
 {
     const struct probe_state *p = &st->probe;
-    if (p->status[0] == '\0')
+    if (p->status == PROBE_UNSET)
         snprintf(out, cap, "none");
     else if (p->reason[0])
-        snprintf(out, cap, "%.15s: %.110s", p->status, p->reason);
+        snprintf(out, cap, "%.15s: %.110s", probe_status_name(p->status), p->reason);
     else
-        snprintf(out, cap, "%s", p->status);
+        snprintf(out, cap, "%s", probe_status_name(p->status));
 }
 
 /* Updates run in a worker: a slow or hung EFS must not hold PID 1's loop.
@@ -377,7 +378,7 @@ int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
     snprintf(run.rec.reason, sizeof run.rec.reason, "%s", reason);
     run.rec.exit_status = status;
     if (state) {
-        if (state->probe.status[0])
+        if (state->probe.status != PROBE_UNSET)
             fill_probe(state, run.rec.probe, sizeof run.rec.probe);
         fill_detail(reason, state, run.rec.detail, sizeof run.rec.detail);
     }

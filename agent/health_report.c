@@ -9,13 +9,15 @@
 #include <time.h>
 
 #include "log.h"
+#include "probe.h"
 
 #ifndef PI_AGENT_VERSION
 #define PI_AGENT_VERSION "0.0.0"
 #endif
 
-static const char *const status_names[HEALTH_STATUS_COUNT] = { "starting", "ok", "draining",
-                                                               "unhealthy" };
+/* The one name table of health statuses (NULL-terminated for the metric). */
+static const char *const status_names[HEALTH_STATUS_COUNT + 1] = { "starting", "ok", "draining",
+                                                                   "unhealthy", NULL };
 
 const char *health_status_name(enum health_status s)
 {
@@ -45,11 +47,12 @@ void health_evaluate(const struct agent_state *st, const struct health_policy *p
         t->reason = "the dashboard process is not running";
         t->since_ms = 0;
     } else {
-        t->status = st->probe.status[0] ? st->probe.status : "starting";
+        t->status = probe_status_name(st->probe.status == PROBE_UNSET ? PROBE_STARTING
+                                                                       : st->probe.status);
         t->reason = st->probe.reason;
         t->since_ms = st->probe.since_ms;
     }
-    t->ok = st->child_running && strcmp(t->status, "ok") == 0;
+    t->ok = st->child_running && st->probe.status == PROBE_OK;
     t->blocking = !t->ok;
 
     struct health_check *l = &v->checks[CHECK_LICENCE];
@@ -390,7 +393,6 @@ static const char *const licence_words[] = {
     LICENCE_UNREACHABLE, LICENCE_UNVERIFIED, LICENCE_MISSING,     "unknown",
     NULL,
 };
-static const char *const status_words[] = { "starting", "ok", "draining", "unhealthy", NULL };
 
 /* Folder names come from another module: never read past the array. */
 static const char *folder_name(const struct efs_folder_usage *f, char *out, size_t cap)
@@ -424,7 +426,7 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
              "Times the dashboard process was restarted.", st->child_restarts);
     prom_u64(&b, "pi_agent_ready", "gauge", "1 when /health answers 200.", v->ready ? 1 : 0);
     prom_state_set(&b, "pi_agent_health_state", "state", "Overall health state (1 = current).",
-                   status_words, health_status_name(v->status));
+                   status_names, health_status_name(v->status));
 
     prom_head(&b, "pi_agent_check_ok", "gauge", "1 when the check passes on its own terms.");
     for (int i = 0; i < HEALTH_CHECK_COUNT; i++)

@@ -15,6 +15,15 @@
 #include "log.h"
 #include "loop.h"
 #include "state.h"
+#include "util.h"
+
+static const char *const probe_status_names[PROBE_STATUS_COUNT] = { "none", "starting", "ok",
+                                                                     "failing" };
+
+const char *probe_status_name(enum probe_status s)
+{
+    return (unsigned)s < PROBE_STATUS_COUNT ? probe_status_names[s] : "unknown";
+}
 
 /* ---- settings ----------------------------------------------------------- */
 
@@ -172,15 +181,6 @@ int probe_status_code(const char *buf, size_t len)
 
 /* ---- the probe in the loop ---------------------------------------------- */
 
-/* Loopback answers take well under a millisecond: measure in microseconds. */
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return loop_now_ms() * 1000u;
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 struct probe {
     struct loop *loop;
     const struct probe_config *cfg;
@@ -203,19 +203,20 @@ static void set_probe_state(struct probe *pr, bool passed, const char *reason)
 {
     struct probe_state *ps = &pr->state->probe;
     pr->result_pid = pr->pid_at_start;
-    ps->last_latency_s = (double)(now_us() - pr->started_us) / 1e6;
-    const char *word;
+    ps->last_latency_s = (double)(util_mono_us() - pr->started_us) / 1e6;
+    enum probe_status now;
     if (passed) {
         ps->passes++;
-        word = "ok";
+        now = PROBE_OK;
     } else {
         ps->failures++;
         /* Before the first pass Tomcat is still starting, not failing. */
-        word = strcmp(ps->status, "starting") == 0 ? "starting" : "failing";
+        now = ps->status == PROBE_STARTING || ps->status == PROBE_UNSET ? PROBE_STARTING
+                                                                      : PROBE_FAILING;
     }
-    bool changed = strcmp(ps->status, word) != 0;
+    bool changed = ps->status != now;
     if (changed) {
-        snprintf(ps->status, sizeof ps->status, "%s", word);
+        ps->status = now;
         ps->since_ms = wall_now_ms();
     }
     if (strcmp(ps->reason, reason) != 0)
@@ -229,7 +230,7 @@ static void set_probe_state(struct probe *pr, bool passed, const char *reason)
                  LF_STR("reason", reason));
     else if (!passed)
         log_debug("Tomcat probe failed", LF_STR("url", pr->cfg->url),
-                  LF_STR("reason", reason), LF_STR("status", word));
+                  LF_STR("reason", reason), LF_STR("status", probe_status_name(now)));
     state_changed(pr->state);
 }
 
@@ -364,7 +365,7 @@ static void on_probe_tick(struct loop *loop, void *ctx)
     if (pr->fd >= 0)
         return; /* the previous probe is still within its time limit */
 
-    pr->started_us = now_us();
+    pr->started_us = util_mono_us();
     pr->pid_at_start = pr->state->child_pid;
     pr->connected = false;
     pr->sent = 0;
@@ -402,10 +403,10 @@ void probe_sync_child(struct probe *pr)
     struct agent_state *state = pr->state;
     struct probe_state *ps = &state->probe;
     if (!state->child_running ||
-        state->child_pid == pr->result_pid || strcmp(ps->status, "starting") == 0)
+        state->child_pid == pr->result_pid || ps->status == PROBE_STARTING)
         return;
     /* A result about the previous process says nothing about this one. */
-    snprintf(ps->status, sizeof ps->status, "starting");
+    ps->status = PROBE_STARTING;
     snprintf(ps->reason, sizeof ps->reason,
              "the dashboard process was restarted: waiting for its first probe to pass");
     ps->since_ms = wall_now_ms();
@@ -428,12 +429,12 @@ struct probe *probe_start(struct loop *loop, const struct probe_config *cfg,
 
     ps->since_ms = wall_now_ms();
     if (!cfg->enabled) {
-        snprintf(ps->status, sizeof ps->status, "ok");
+        ps->status = PROBE_OK;
         snprintf(ps->reason, sizeof ps->reason, "probe disabled (PI_AGENT_PROBE_URL=off)");
         log_info("Tomcat probe disabled (PI_AGENT_PROBE_URL=off)");
         return pr;
     }
-    snprintf(ps->status, sizeof ps->status, "starting");
+    ps->status = PROBE_STARTING;
     snprintf(ps->reason, sizeof ps->reason, "waiting for the first probe to pass");
 
     pr->loop = loop;

@@ -16,6 +16,7 @@
 #define PROBE_DEFAULT_URL "http://127.0.0.1:8224/pi/version"
 
 #include "config.h"
+#include "state.h"
 
 struct loop;
 struct agent_state;
@@ -39,6 +40,9 @@ struct probe_config {
 /* Reads the variables above. Returns 0, or -1 with err naming the variable
  * (never echoing a URL that holds user:password@). */
 int probe_config_load(struct probe_config *cfg, struct config_error *err);
+
+/* "none", "starting", "ok", "failing": the probe's one name table. */
+const char *probe_status_name(enum probe_status s);
 
 /* Pure. Returns 0, or -1 with *why set to a static explanation. */
 int probe_parse_url(const char *url, struct probe_target *out, const char **why);

@@ -70,8 +70,13 @@ struct probe_peer {
     uint16_t port;                 /* 0 when unused */
 };
 
+/* Named by probe_status_name() (probe.h). Zero: no probe was started yet
+ * ("none"; readiness counts it as starting). */
+enum probe_status { PROBE_UNSET, PROBE_STARTING, PROBE_OK, PROBE_FAILING };
+#define PROBE_STATUS_COUNT 4
+
 struct probe_state {
-    char status[16];               /* starting, ok, failing */
+    enum probe_status status;
     char reason[STATE_REASON_MAX];
     double last_latency_s;
     uint64_t passes, failures;

@@ -61,7 +61,7 @@ static void healthy(struct agent_state *st)
     st->started_ms = 1764060000000ull;
     st->child_pid = 42;
     st->child_running = true;
-    snprintf(st->probe.status, sizeof st->probe.status, "ok");
+    st->probe.status = PROBE_OK;
     st->probe.passes = 1;
     snprintf(st->licence.status, sizeof st->licence.status, LICENCE_VALID);
     st->efs.status = EFS_STATUS_OK;

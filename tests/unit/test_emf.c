@@ -100,7 +100,7 @@ static void base_state(struct agent_state *st)
 {
     memset(st, 0, sizeof(*st));
     st->child_running = true;
-    snprintf(st->probe.status, sizeof st->probe.status, "ok");
+    st->probe.status = PROBE_OK;
     st->probe.passes = 1;
     st->probe.last_latency_s = 0.012;
     snprintf(st->licence.status, sizeof st->licence.status, "valid");

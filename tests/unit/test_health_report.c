@@ -39,7 +39,7 @@ static void healthy_state(struct agent_state *st)
     st->started_ms = 1764060000000ull;
     st->child_pid = 42;
     st->child_running = true;
-    snprintf(st->probe.status, sizeof st->probe.status, "ok");
+    st->probe.status = PROBE_OK;
     snprintf(st->probe.reason, sizeof st->probe.reason, "HTTP 200");
     st->probe.passes = 3;
     st->probe.last_latency_s = 0.004;
@@ -76,7 +76,7 @@ static void test_starting_until_first_probe_passes(void **state)
     struct agent_state st;
     struct health_verdict v;
     healthy_state(&st);
-    snprintf(st.probe.status, sizeof st.probe.status, "starting");
+    st.probe.status = PROBE_STARTING;
     snprintf(st.probe.reason, sizeof st.probe.reason, "connect: Connection refused");
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_STARTING);
@@ -85,7 +85,7 @@ static void test_starting_until_first_probe_passes(void **state)
     assert_string_equal(v.checks[CHECK_TOMCAT].reason, "connect: Connection refused");
 
     /* Empty probe state (probe not started yet) is starting as well. */
-    st.probe.status[0] = '\0';
+    st.probe.status = PROBE_UNSET;
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_STARTING);
 }
@@ -97,7 +97,7 @@ static void test_probe_failing_after_ready_is_unhealthy(void **state)
     struct health_verdict v;
     healthy_state(&st);
     st.ready_once = true;
-    snprintf(st.probe.status, sizeof st.probe.status, "failing");
+    st.probe.status = PROBE_FAILING;
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_UNHEALTHY);
     assert_string_equal(v.checks[CHECK_TOMCAT].status, "failing");
@@ -199,7 +199,7 @@ static void test_licence_rules(void **state)
         assert_int_equal(v.status, HEALTH_UNHEALTHY);
     }
     /* A licence problem is not "starting" even before the first ready. */
-    snprintf(st.probe.status, sizeof st.probe.status, "starting");
+    st.probe.status = PROBE_STARTING;
     health_evaluate(&st, &required, &v);
     assert_int_equal(v.status, HEALTH_UNHEALTHY);
 }
@@ -520,18 +520,18 @@ static void test_probe_result_dropped_when_child_restarts(void **state)
     assert_non_null(loop);
     struct probe *pr = probe_start(loop, &cfg, &st);
     assert_non_null(pr);
-    assert_string_equal(st.probe.status, "starting");
+    assert_int_equal(st.probe.status, PROBE_STARTING);
 
     /* As if a probe of pid 100 had passed. */
-    snprintf(st.probe.status, sizeof st.probe.status, "ok");
+    st.probe.status = PROBE_OK;
     st.ready_once = true;
     probe_sync_child(pr);
-    assert_string_equal(st.probe.status, "ok");
+    assert_int_equal(st.probe.status, PROBE_OK);
 
     /* The child was restarted: the old result no longer counts. */
     st.child_pid = 101;
     probe_sync_child(pr);
-    assert_string_equal(st.probe.status, "starting");
+    assert_int_equal(st.probe.status, PROBE_STARTING);
     assert_non_null(strstr(st.probe.reason, "restarted"));
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_UNHEALTHY);
@@ -578,10 +578,10 @@ static void test_readiness_derived_on_change(void **state)
     assert_int_equal(first_ready_calls, 1);
 
     /* Ready again after a failure: the first ready moment stays the first. */
-    snprintf(st.probe.status, sizeof st.probe.status, "failing");
+    st.probe.status = PROBE_FAILING;
     state_changed(&st);
     assert_int_equal(readiness_verdict(&r)->status, HEALTH_UNHEALTHY);
-    snprintf(st.probe.status, sizeof st.probe.status, "ok");
+    st.probe.status = PROBE_OK;
     state_changed(&st);
     assert_int_equal(readiness_verdict(&r)->status, HEALTH_OK);
     assert_int_equal(first_ready_calls, 1);
