@@ -156,15 +156,9 @@ int emf_config_load(struct emf_config *cfg, struct config_error *err)
     return 0;
 }
 
-struct emf_ctx {
-    const struct emf_config *cfg;
-    struct agent_state *state;
-    const struct readiness *readiness;
-};
-
 static void on_emf_timer(struct loop *loop, void *ctx)
 {
-    struct emf_ctx *e = ctx;
+    struct emf *e = ctx;
     char line[4096];
     (void)loop;
     int n = emf_render(e->state, readiness_verdict(e->readiness), e->cfg->ns, wall_now_ms(),
@@ -176,17 +170,16 @@ static void on_emf_timer(struct loop *loop, void *ctx)
     log_raw_line(line);
 }
 
-int emf_attach(struct loop *loop, const struct emf_config *cfg, struct agent_state *state,
-               const struct readiness *readiness)
+int emf_attach(struct emf *e, struct loop *loop, const struct emf_config *cfg,
+               struct agent_state *state, const struct readiness *readiness)
 {
-    static struct emf_ctx ctx; /* one per process, lives as long as the loop */
     if (!cfg->enabled)
         return 0;
-    ctx.cfg = cfg;
-    ctx.state = state;
-    ctx.readiness = readiness;
+    e->cfg = cfg;
+    e->state = state;
+    e->readiness = readiness;
     uint64_t every = (uint64_t)cfg->interval_s * 1000u;
-    if (loop_timer_add(loop, every, every, on_emf_timer, &ctx) < 0) {
+    if (loop_timer_add(loop, every, every, on_emf_timer, e) < 0) {
         log_error("cannot start the EMF timer");
         return -1;
     }

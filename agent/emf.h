@@ -41,9 +41,17 @@ int emf_render(const struct agent_state *st, const struct health_verdict *v,
  * and . - _ / # : space, not starting with "AWS/"). */
 int emf_namespace_valid(const char *ns);
 
+/* The periodic line's handle, held by its owner (struct agent) for as long
+ * as the loop runs. */
+struct emf {
+    const struct emf_config *cfg;
+    struct agent_state *state;
+    const struct readiness *readiness;
+};
+
 /* Starts the periodic EMF line when cfg->enabled is set (a no-op otherwise).
  * Returns 0, or -1 when the timer cannot be added. */
-int emf_attach(struct loop *loop, const struct emf_config *cfg, struct agent_state *state,
-               const struct readiness *readiness);
+int emf_attach(struct emf *e, struct loop *loop, const struct emf_config *cfg,
+               struct agent_state *state, const struct readiness *readiness);
 
 #endif

@@ -77,6 +77,7 @@ struct agent {
     struct traffic *traffic;
     struct efs_service efs;
     struct probe *probe;
+    struct emf emf;
     int sigfd;
     bool stop_started;
     uint64_t stop_started_ms;  /* monotonic */
@@ -353,7 +354,7 @@ static int attach_services(struct agent *a)
     /* From here on every state_changed() derives readiness. */
     a->readiness.probe = a->probe;
     readiness_attach(&a->readiness, &a->state, &a->cfg.readiness, on_first_ready, a);
-    if (emf_attach(a->loop, &a->cfg.emf, &a->state, &a->readiness) != 0 ||
+    if (emf_attach(&a->emf, a->loop, &a->cfg.emf, &a->state, &a->readiness) != 0 ||
         efs_attach(&a->efs, a->loop) != 0 ||
         dbcheck_start(a->loop, &a->cfg.db, a->cfg.probe.interval_s, &a->state) != 0 ||
         licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
