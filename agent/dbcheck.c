@@ -18,6 +18,7 @@
 #include "log.h"
 #include "loop.h"
 #include "state.h"
+#include "util.h"
 #include "worker.h"
 
 /* ---- settings ----------------------------------------------------------- */
@@ -86,26 +87,27 @@ struct dbcheck {
 
 static struct dbcheck the_check; /* one per process, lives as long as the loop */
 
-static uint64_t now_us(void)
+static const char *const database_status_names[DATABASE_STATUS_COUNT] = {
+    "unknown", "starting", "ok", "failing", "misconfigured",
+};
+
+const char *database_status_name(enum database_status s)
 {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return loop_now_ms() * 1000u;
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return (unsigned)s < DATABASE_STATUS_COUNT ? database_status_names[s] : "unknown";
 }
 
 static void set_result(struct dbcheck *c, bool up, const char *reason)
 {
     struct database_state *ds = &c->state->database;
     ds->measured = true;
-    ds->last_latency_s = (double)(now_us() - c->started_us) / 1e6;
+    ds->last_latency_s = (double)(util_mono_us() - c->started_us) / 1e6;
     if (up)
         ds->passes++;
     else
         ds->failures++;
     c->last_failed = !up;
-    const char *word = up ? "ok" : "failing";
-    bool changed = strcmp(ds->status, word) != 0;
+    enum database_status now = up ? DATABASE_OK : DATABASE_FAILING;
+    bool changed = ds->status != now;
     snprintf(ds->reason, sizeof ds->reason, "%s", reason);
     if (!changed) {
         if (!up)
@@ -113,7 +115,7 @@ static void set_result(struct dbcheck *c, bool up, const char *reason)
                       LF_STR("reason", reason));
         return;
     }
-    snprintf(ds->status, sizeof ds->status, "%s", word);
+    ds->status = now;
     ds->since_ms = wall_now_ms();
     if (up)
         log_info("database reachable", LF_STR("target", ds->target),
@@ -178,7 +180,7 @@ static void on_connect_event(struct loop *loop, int fd, uint32_t events, void *c
 static void connect_now(struct dbcheck *c)
 {
     const struct db_addr *a = &c->addrs[c->cur];
-    c->started_us = now_us(); /* the connect alone: a lookup is not its latency */
+    c->started_us = util_mono_us(); /* the connect alone: a lookup is not its latency */
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         attempt_fail_errno(c, "socket for", errno);
@@ -291,7 +293,7 @@ static void on_tick(struct loop *loop, void *ctx)
     struct dbcheck *c = ctx;
     if (c->fd >= 0 || c->resolving)
         return; /* the previous attempt is still within its time limit */
-    c->started_us = now_us();
+    c->started_us = util_mono_us();
     if (!lookup_due(c)) {
         connect_now(c);
         return;
@@ -336,7 +338,7 @@ int dbcheck_start(struct loop *loop, const struct dbcheck_config *cfg, unsigned 
     ds->configured = true;
     ds->since_ms = wall_now_ms();
     if (cfg->problem[0]) {
-        snprintf(ds->status, sizeof ds->status, "misconfigured");
+        ds->status = DATABASE_MISCONFIGURED;
         snprintf(ds->reason, sizeof ds->reason, "%s", cfg->problem);
         snprintf(ds->target, sizeof ds->target, "%s", cfg->host[0] ? cfg->host : "?");
         log_warn("database check off: a setting is wrong", LF_STR("reason", cfg->problem));
@@ -344,7 +346,7 @@ int dbcheck_start(struct loop *loop, const struct dbcheck_config *cfg, unsigned 
     }
     bool v6 = strchr(cfg->host, ':') != NULL;
     snprintf(ds->target, sizeof ds->target, v6 ? "[%s]:%u" : "%s:%u", cfg->host, cfg->port);
-    snprintf(ds->status, sizeof ds->status, "starting");
+    ds->status = DATABASE_STARTING;
     snprintf(ds->reason, sizeof ds->reason, "waiting for the first check");
 
     struct dbcheck *c = &the_check;

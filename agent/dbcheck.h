@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "state.h"
 
 #define DBCHECK_DEFAULT_PORT 3306
 #define DBCHECK_TIMEOUT_MS 2000
@@ -29,6 +30,9 @@
 
 struct loop;
 struct agent_state;
+
+/* "unknown", "starting", "ok", "failing", "misconfigured": the one name table. */
+const char *database_status_name(enum database_status s);
 
 struct dbcheck_config {
     bool enabled;          /* PI_DB_HOST is set */

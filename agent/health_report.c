@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dbcheck.h"
 #include "log.h"
 #include "probe.h"
 
@@ -199,9 +200,9 @@ static void json_database(struct outbuf *b, const struct database_state *db)
 {
     if (!db->configured)
         return;
-    bool ok = strcmp(db->status, "ok") == 0;
+    bool ok = db->status == DATABASE_OK;
     outbuf_puts(b, ",\"database\":{\"status\":");
-    outbuf_json_string(b, db->status[0] ? db->status : "unknown");
+    outbuf_json_string(b, database_status_name(db->status));
     outbuf_printf(b, ",\"ok\":%s,\"blocking\":false,\"reason\":", ok ? "true" : "false");
     outbuf_json_string(b, db->reason);
     outbuf_puts(b, ",\"since\":");
@@ -405,6 +406,29 @@ static const char *folder_name(const struct efs_folder_usage *f, char *out, size
     return out;
 }
 
+/* The probe's and the traffic count's figures. */
+static void metrics_tomcat(struct outbuf *b, const struct agent_state *st)
+{
+    prom_double(b, "pi_agent_probe_latency_seconds", "gauge",
+                "Duration of the last Tomcat probe.", st->probe.last_latency_s);
+    prom_u64(b, "pi_agent_probe_passes_total", "counter", "Tomcat probes that passed.",
+             st->probe.passes);
+    prom_u64(b, "pi_agent_probe_failures_total", "counter", "Tomcat probes that failed.",
+             st->probe.failures);
+
+    prom_double(b, "pi_tomcat_probe_seconds", "gauge", "Duration of the last Tomcat probe.",
+                st->probe.last_latency_s);
+    if (st->traffic.sampled) {
+        prom_u64(b, "pi_tomcat_connections", "gauge",
+                 "Established connections to Tomcat's port (the agent's probe left out).",
+                 st->traffic.connections);
+        if (st->traffic.has_bytes)
+            prom_u64(b, "pi_tomcat_received_bytes_total", "counter",
+                     "Bytes Tomcat received on its connections (the agent's probe left out).",
+                     st->traffic.received_bytes);
+    }
+}
+
 int health_render_metrics(const struct agent_state *st, const struct health_verdict *v,
                           uint64_t now_wall_ms, char *buf, size_t cap)
 {
@@ -437,24 +461,7 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
         outbuf_printf(&b, "pi_agent_check_blocking{check=\"%s\"} %d\n", v->checks[i].name,
                       v->checks[i].blocking ? 1 : 0);
 
-    prom_double(&b, "pi_agent_probe_latency_seconds", "gauge",
-                "Duration of the last Tomcat probe.", st->probe.last_latency_s);
-    prom_u64(&b, "pi_agent_probe_passes_total", "counter", "Tomcat probes that passed.",
-             st->probe.passes);
-    prom_u64(&b, "pi_agent_probe_failures_total", "counter", "Tomcat probes that failed.",
-             st->probe.failures);
-
-    prom_double(&b, "pi_tomcat_probe_seconds", "gauge", "Duration of the last Tomcat probe.",
-                st->probe.last_latency_s);
-    if (st->traffic.sampled) {
-        prom_u64(&b, "pi_tomcat_connections", "gauge",
-                 "Established connections to Tomcat's port (the agent's probe left out).",
-                 st->traffic.connections);
-        if (st->traffic.has_bytes)
-            prom_u64(&b, "pi_tomcat_received_bytes_total", "counter",
-                     "Bytes Tomcat received on its connections (the agent's probe left out).",
-                     st->traffic.received_bytes);
-    }
+    metrics_tomcat(&b, st);
 
     prom_state_set(&b, "pi_agent_licence_state", "status", "Licence status (1 = current).",
                    licence_words, v->checks[CHECK_LICENCE].status);
@@ -501,7 +508,7 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
     if (st->database.configured) {
         prom_u64(&b, "pi_agent_database_up", "gauge",
                  "1 when the repository database accepted a TCP connection at the last check.",
-                 strcmp(st->database.status, "ok") == 0 ? 1 : 0);
+                 st->database.status == DATABASE_OK ? 1 : 0);
         if (st->database.measured)
             prom_double(&b, "pi_agent_database_connect_seconds", "gauge",
                         "Duration of the last database connection attempt.",

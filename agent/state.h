@@ -103,9 +103,14 @@ struct traffic_state {
 
 /* The repository database as seen from the task (dbcheck.h): reported, never
  * a readiness condition. */
+/* Named by database_status_name() (dbcheck.h). Zero: not checked ("unknown"). */
+enum database_status { DATABASE_UNSET, DATABASE_STARTING, DATABASE_OK, DATABASE_FAILING,
+                       DATABASE_MISCONFIGURED };
+#define DATABASE_STATUS_COUNT 5
+
 struct database_state {
     bool configured;               /* PI_DB_HOST is set */
-    char status[16];               /* starting, ok, failing, misconfigured */
+    enum database_status status;
     char target[280];              /* host:port, as configured */
     char reason[STATE_REASON_MAX];
     bool measured;                 /* at least one attempt finished */

@@ -67,11 +67,11 @@ static void healthy(struct agent_state *st)
     st->efs.status = EFS_STATUS_OK;
 }
 
-static void database(struct agent_state *st, const char *status, const char *reason)
+static void database(struct agent_state *st, enum database_status status, const char *reason)
 {
     struct database_state *d = &st->database;
     d->configured = true;
-    snprintf(d->status, sizeof d->status, "%s", status);
+    d->status = status;
     snprintf(d->reason, sizeof d->reason, "%s", reason);
     snprintf(d->target, sizeof d->target, "db.internal:3306");
     d->measured = true;
@@ -102,7 +102,7 @@ static void health_shows_the_database_and_stays_ready_without_it(void **s)
     assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(doc, "checks"), "database"));
     cJSON_Delete(doc);
 
-    database(&st, "failing", "TCP connect to db.internal:3306: Connection refused");
+    database(&st, DATABASE_FAILING, "TCP connect to db.internal:3306: Connection refused");
     doc = health_json(&st, &v);
     assert_true(v.ready); /* a database outage never fails readiness */
     assert_int_equal(v.status, HEALTH_OK);
@@ -119,7 +119,7 @@ static void health_shows_the_database_and_stays_ready_without_it(void **s)
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "failing")), 0);
     cJSON_Delete(doc);
 
-    database(&st, "ok", "accepts TCP connections");
+    database(&st, DATABASE_OK, "accepts TCP connections");
     st.database.measured = false;
     doc = health_json(&st, &v);
     db = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "checks"), "database");
@@ -141,7 +141,7 @@ static void metrics_and_emf_carry_the_database(void **s)
     assert_true(emf_render(&st, &v, "Pi/Test", 1, buf, sizeof buf) > 0);
     assert_null(strstr(buf, "Database"));
 
-    database(&st, "ok", "accepts TCP connections");
+    database(&st, DATABASE_OK, "accepts TCP connections");
     health_evaluate(&st, &policy, &v);
     assert_true(health_render_metrics(&st, &v, st.started_ms, buf, sizeof buf) > 0);
     assert_non_null(strstr(buf, "# TYPE pi_agent_database_up gauge\npi_agent_database_up 1\n"));
@@ -154,7 +154,7 @@ static void metrics_and_emf_carry_the_database(void **s)
     assert_non_null(strstr(buf, "{\"Name\":\"DatabaseConnectSeconds\",\"Unit\":\"Seconds\"}"));
     cJSON_Delete(doc);
 
-    database(&st, "failing", "no answer");
+    database(&st, DATABASE_FAILING, "no answer");
     health_evaluate(&st, &policy, &v);
     assert_true(health_render_metrics(&st, &v, st.started_ms, buf, sizeof buf) > 0);
     assert_non_null(strstr(buf, "\npi_agent_database_up 0\n"));
