@@ -21,6 +21,7 @@
 #include "health.h"
 #include "log.h"
 #include "loop.h"
+#include "util.h"
 
 #define RESPONSE_MAX (64 * 1024)
 
@@ -284,24 +285,12 @@ int health_command(int argc, char **argv)
     else if (strcmp(addr, "::") == 0)
         addr = "::1";
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
     socklen_t salen;
     char hostport[96];
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        salen = sizeof *s4;
-        snprintf(hostport, sizeof hostport, "%s:%llu", addr, port);
-    } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        salen = sizeof *s6;
-        snprintf(hostport, sizeof hostport, "[%s]:%llu", addr, port);
-    } else {
+    if (util_sockaddr_from_ip(addr, (uint16_t)port, &ss, &salen) != 0)
         return fail_line("unhealthy: PI_AGENT_HEALTH_ADDR is not an IP address: %.64s", addr);
-    }
+    snprintf(hostport, sizeof hostport, ss.ss_family == AF_INET6 ? "[%s]:%llu" : "%s:%llu", addr,
+             port);
 
     char *buf = malloc(RESPONSE_MAX);
     if (buf == NULL)

@@ -130,23 +130,16 @@ int probe_parse_url(const char *url, struct probe_target *out, const char **why)
         return -1;
     }
 
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&out->addr;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->addr;
+    /* IPv6 only in brackets, IPv4 (or localhost) only without. */
     const char *ip = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
-    if (!v6 && inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        out->addr_len = sizeof *s4;
-        snprintf(out->host_header, sizeof out->host_header, "%s:%lu", host, port);
-    } else if (v6 && inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        out->addr_len = sizeof *s6;
-        snprintf(out->host_header, sizeof out->host_header, "[%s]:%lu", host, port);
-    } else {
+    if (util_sockaddr_from_ip(ip, (uint16_t)port, &out->addr, &out->addr_len) != 0 ||
+        (out->addr.ss_family == AF_INET6) != v6) {
+        memset(&out->addr, 0, sizeof out->addr);
+        out->addr_len = 0;
         *why = "the host must be an IP address or localhost (the probe never resolves names)";
         return -1;
     }
+    snprintf(out->host_header, sizeof out->host_header, v6 ? "[%s]:%lu" : "%s:%lu", host, port);
     snprintf(out->path, sizeof out->path, "%s", path);
     return 0;
 }
