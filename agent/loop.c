@@ -37,6 +37,7 @@ struct loop {
     uint64_t armed_ms; /* deadline the timerfd is set for, 0 = disarmed */
     int running;
     int exit_code;
+    struct async_worker *workers; /* see loop_workers */
 };
 
 static uint64_t clock_ms(clockid_t clock)
@@ -58,6 +59,11 @@ uint64_t wall_now_ms(void)
 }
 
 static void on_timerfd(struct loop *loop, int fd, uint32_t events, void *ctx);
+
+struct async_worker **loop_workers(struct loop *loop)
+{
+    return &loop->workers;
+}
 
 struct loop *loop_new(void)
 {

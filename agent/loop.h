@@ -35,6 +35,12 @@ void loop_stop(struct loop *loop, int code);
 
 /* CLOCK_MONOTONIC milliseconds and CLOCK_REALTIME milliseconds. */
 uint64_t loop_now_ms(void);
+
+/* The head of the list of workers running in this loop: worker.c's own
+ * bookkeeping (worker_start, worker_owns), kept in the loop's handle rather
+ * than in a process-wide variable. NULL-headed when none runs. */
+struct async_worker;
+struct async_worker **loop_workers(struct loop *loop);
 uint64_t wall_now_ms(void);
 
 #endif

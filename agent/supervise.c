@@ -145,10 +145,11 @@ static bool is_descendant(const struct proc_entry *t, size_t n, pid_t pid, pid_t
 
 /* True when pid is one of the agent's own workers (worker_start) or runs
  * under one: the child's clean-up is about what the child left behind. */
-static bool under_worker(const struct proc_entry *t, size_t n, pid_t pid, pid_t self)
+static bool under_worker(const struct loop *loop, const struct proc_entry *t, size_t n, pid_t pid,
+                         pid_t self)
 {
     for (int depth = 0; depth < 64 && pid > 1 && pid != self; depth++) {
-        if (worker_owns(pid))
+        if (worker_owns(loop, pid))
             return true;
         pid_t parent = 0;
         for (size_t i = 0; i < n; i++)
@@ -164,7 +165,7 @@ static bool under_worker(const struct proc_entry *t, size_t n, pid_t pid, pid_t 
 /* Signals every live descendant (zombies included: they are harmless, and
  * reaped right after), the agent's running workers apart when spare_workers.
  * Returns how many there were. */
-static int signal_descendants_(int sig, pid_t pgid, bool spare_workers)
+static int signal_descendants_(int sig, pid_t pgid, const struct loop *spare_workers_of)
 {
     struct proc_entry *t;
     size_t n;
@@ -182,7 +183,7 @@ static int signal_descendants_(int sig, pid_t pgid, bool spare_workers)
         return -1;
     for (size_t i = 0; i < n; i++) {
         if (t[i].pid == self || !is_descendant(t, n, t[i].pid, self) ||
-            (spare_workers && under_worker(t, n, t[i].pid, self)))
+            (spare_workers_of && under_worker(spare_workers_of, t, n, t[i].pid, self)))
             continue;
         count++;
         if (sig != 0)
@@ -194,14 +195,14 @@ static int signal_descendants_(int sig, pid_t pgid, bool spare_workers)
 
 /* The child's clean-up: an EFS scan or a licence refresh running when Tomcat
  * exits (or restarts) is not something it left behind. */
-static int signal_descendants(int sig, pid_t pgid)
+static int signal_descendants(const struct supervisor *sv, int sig, pid_t pgid)
 {
-    return signal_descendants_(sig, pgid, true);
+    return signal_descendants_(sig, pgid, sv->loop);
 }
 
 int kill_descendants(pid_t pgid)
 {
-    return signal_descendants_(SIGKILL, pgid, false);
+    return signal_descendants_(SIGKILL, pgid, NULL);
 }
 
 /* ---- the child ---------------------------------------------------------- */
@@ -343,7 +344,7 @@ static void on_kill_timer(struct loop *loop, void *ctx)
         log_warn("grace period over: killing the child's process group",
                  LF_INT("pid", sv->pid), LF_INT("grace_s", sv->cfg->stop_grace_s));
     }
-    int n = signal_descendants(SIGKILL, sv->pgid);
+    int n = signal_descendants(sv, SIGKILL, sv->pgid);
     if (n > 0)
         log_warn("killed processes still alive after the grace", LF_INT("count", n));
     /* Their exits arrive as SIGCHLD; clean-up finishes when none is left. */
@@ -429,7 +430,7 @@ static void finish_cleanup(struct supervisor *sv)
      * not seen (forked after /proc was read, or nested too deep until its
      * parents died and it was re-parented to us): kill it now, or the agent
      * would wait for it for ever. */
-    int left = signal_descendants(sv->grace_over ? SIGKILL : 0, 0);
+    int left = signal_descendants(sv, sv->grace_over ? SIGKILL : 0, 0);
     if (left > 0)
         return;
     if (sv->kill_timer > 0) {
@@ -494,7 +495,7 @@ static void child_exited(pid_t pid, int status, void *ctx)
         sv->failures = ran < RESTART_RESET_AFTER_MS ? sv->failures + 1 : 1;
 
     sv->phase = CLEANUP;
-    int left = signal_descendants(SIGTERM, sv->pgid);
+    int left = signal_descendants(sv, SIGTERM, sv->pgid);
     if (left > 0) {
         log_info("terminating processes the child left behind", LF_INT("count", left));
         arm_kill_timer(sv, sv->stop_requested ? sv->stop_deadline_ms

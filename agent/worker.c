@@ -204,12 +204,12 @@ struct async_worker {
     struct async_worker *next_running;
 };
 
-/* Workers running in the loop, for worker_owns. */
-static struct async_worker *running_;
-
-bool worker_owns(pid_t pid)
+/* The workers running in a loop are listed in the loop's own slot
+ * (loop_workers), so that what PID 1 holds stays reachable from its handle. */
+bool worker_owns(const struct loop *loop, pid_t pid)
 {
-    for (const struct async_worker *w = running_; w != NULL; w = w->next_running)
+    for (const struct async_worker *w = *loop_workers((struct loop *)loop); w != NULL;
+         w = w->next_running)
         if (w->pid == pid)
             return true;
     return false;
@@ -217,7 +217,7 @@ bool worker_owns(pid_t pid)
 
 static void forget_running(struct async_worker *w)
 {
-    for (struct async_worker **p = &running_; *p != NULL; p = &(*p)->next_running) {
+    for (struct async_worker **p = loop_workers(w->loop); *p != NULL; p = &(*p)->next_running) {
         if (*p == w) {
             *p = w->next_running;
             return;
@@ -310,7 +310,7 @@ pid_t worker_start(struct loop *loop, const char *name, worker_fn fn, void *arg,
         return -1;
     }
     w->timer = loop_timer_add(loop, (uint64_t)timeout_ms, 0, async_on_timeout, w);
-    w->next_running = running_;
-    running_ = w;
+    w->next_running = *loop_workers(loop);
+    *loop_workers(loop) = w;
     return w->pid;
 }

@@ -37,9 +37,9 @@ typedef void (*worker_done_cb)(struct loop *loop, const struct worker_result *re
 pid_t worker_start(struct loop *loop, const char *name, worker_fn fn, void *arg,
                    int timeout_ms, worker_done_cb done, void *ctx);
 
-/* True while pid is a worker started with worker_start that has not been
- * reported yet: the child's clean-up leaves such processes alone. */
-bool worker_owns(pid_t pid);
+/* True while pid is a worker started with worker_start on loop that has not
+ * been reported yet: the child's clean-up leaves such processes alone. */
+bool worker_owns(const struct loop *loop, pid_t pid);
 
 void worker_result_free(struct worker_result *res);
 /* write(2) until everything is written; -1 on error. */

@@ -408,7 +408,14 @@ static void child_cleanup_spares_running_workers(void **s)
     memset(&st, 0, sizeof st);
     slow_done = 0;
     /* An EFS scan or a licence refresh, running when Tomcat exits. */
-    assert_true(worker_start(loop, "slow", slow_worker, NULL, 10000, on_slow_done, NULL) > 0);
+    pid_t slow_pid = worker_start(loop, "slow", slow_worker, NULL, 10000, on_slow_done, NULL);
+    assert_true(slow_pid > 0);
+    /* the worker is listed in its own loop's handle, not in any other */
+    struct loop *other = loop_new();
+    assert_non_null(other);
+    assert_true(worker_owns(loop, slow_pid));
+    assert_false(worker_owns(other, slow_pid));
+    loop_free(other);
     struct loop *ctx[1] = { loop };
     sv = supervise_new(loop, &cfg, &st, on_sv_exit, ctx);
     assert_non_null(sv);
@@ -420,6 +427,7 @@ static void child_cleanup_spares_running_workers(void **s)
     assert_true(slow_done);
     assert_int_equal(slow_res.signal, 0);
     assert_true(slow_res.exited);
+    assert_false(worker_owns(loop, slow_pid)); /* reported: no longer listed */
 
     supervise_free(sv);
     loop_del_fd(loop, sfd);
