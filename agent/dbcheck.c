@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "state.h"
 #include "util.h"
+#include "util.h"
 #include "worker.h"
 
 /* ---- settings ----------------------------------------------------------- */
@@ -84,8 +85,6 @@ struct dbcheck {
     long timeout_timer;
     uint64_t started_us;
 };
-
-static struct dbcheck the_check; /* one per process, lives as long as the loop */
 
 static const char *const database_status_names[DATABASE_STATUS_COUNT] = {
     "unknown", "starting", "ok", "failing", "misconfigured",
@@ -309,28 +308,13 @@ static void on_tick(struct loop *loop, void *ctx)
 /* An IP literal needs no lookup. */
 static bool parse_literal(const struct dbcheck_config *cfg, struct db_addr *out)
 {
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&out->ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
-    memset(out, 0, sizeof *out);
-    if (inet_pton(AF_INET, cfg->host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)cfg->port);
-        out->len = sizeof *in4;
-        return true;
-    }
-    memset(out, 0, sizeof *out);
-    if (inet_pton(AF_INET6, cfg->host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)cfg->port);
-        out->len = sizeof *in6;
-        return true;
-    }
-    return false;
+    return util_sockaddr_from_ip(cfg->host, (uint16_t)cfg->port, &out->ss, &out->len) == 0;
 }
 
 int dbcheck_start(struct loop *loop, const struct dbcheck_config *cfg, unsigned interval_s,
-                  struct agent_state *state)
+                  struct agent_state *state, struct dbcheck **out)
 {
+    *out = NULL;
     struct database_state *ds = &state->database;
     memset(ds, 0, sizeof *ds);
     if (!cfg->enabled)
@@ -349,8 +333,11 @@ int dbcheck_start(struct loop *loop, const struct dbcheck_config *cfg, unsigned 
     ds->status = DATABASE_STARTING;
     snprintf(ds->reason, sizeof ds->reason, "waiting for the first check");
 
-    struct dbcheck *c = &the_check;
-    memset(c, 0, sizeof *c);
+    struct dbcheck *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        log_error("cannot start the database check: out of memory");
+        return -1;
+    }
     c->loop = loop;
     c->cfg = cfg;
     c->state = state;
@@ -360,8 +347,10 @@ int dbcheck_start(struct loop *loop, const struct dbcheck_config *cfg, unsigned 
     uint64_t every = (uint64_t)interval_s * 1000u;
     if (loop_timer_add(loop, 0, every, on_tick, c) < 0) {
         log_error("cannot start the database check timer");
+        free(c);
         return -1;
     }
+    *out = c;
     log_info("database check started", LF_STR("target", ds->target),
              LF_INT("interval_s", interval_s), LF_INT("timeout_ms", DBCHECK_TIMEOUT_MS));
     return 0;

@@ -48,9 +48,12 @@ void dbcheck_config_load(struct dbcheck_config *cfg);
 /* Pure: the settings from the two values (either may be NULL). */
 void dbcheck_config_parse(const char *host, const char *port, struct dbcheck_config *cfg);
 
-/* Starts checking every interval_s (first check at once). Returns 0, or -1
- * when the timer cannot be added. Does nothing when not enabled. */
+/* Starts checking every interval_s (first check at once). Returns 0 with
+ * *out the check's handle (NULL when the check is off or misconfigured:
+ * nothing runs), or -1 when it cannot start. The handle lives as long as the
+ * loop: the agent holds it until it exits. */
+struct dbcheck;
 int dbcheck_start(struct loop *loop, const struct dbcheck_config *cfg, unsigned interval_s,
-                  struct agent_state *state);
+                  struct agent_state *state, struct dbcheck **out);
 
 #endif

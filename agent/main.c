@@ -77,6 +77,7 @@ struct agent {
     struct traffic *traffic;
     struct efs_service efs;
     struct probe *probe;
+    struct dbcheck *db;        /* NULL when PI_DB_HOST is unset */
     struct emf emf;
     int sigfd;
     bool stop_started;
@@ -356,7 +357,7 @@ static int attach_services(struct agent *a)
     readiness_attach(&a->readiness, &a->state, &a->cfg.readiness, on_first_ready, a);
     if (emf_attach(&a->emf, a->loop, &a->cfg.emf, &a->state, &a->readiness) != 0 ||
         efs_attach(&a->efs, a->loop) != 0 ||
-        dbcheck_start(a->loop, &a->cfg.db, a->cfg.probe.interval_s, &a->state) != 0 ||
+        dbcheck_start(a->loop, &a->cfg.db, a->cfg.probe.interval_s, &a->state, &a->db) != 0 ||
         licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
         startup_attach(a->loop, a->cfg.agent.startup_timeout_s, &a->state) != 0 ||
         exit_run_attach(a->loop, &a->state) != 0)
