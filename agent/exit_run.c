@@ -1,4 +1,4 @@
-/* exit_run: see exit_run.h. PID 1 has one run: its record lives here. */
+/* exit_run: see exit_run.h. PID 1 has one run, held by the agent (struct exit_run). */
 #include "exit_run.h"
 
 #include <errno.h>
@@ -18,23 +18,6 @@
 #define READ_TIMEOUT_MS 10000
 #define RECOUNT_EVERY_MS 60000
 
-static struct {
-    bool open;
-    struct exit_history h;
-    struct exit_record rec;
-    bool have_oom_base;
-    uint64_t oom_base;
-    bool counting;
-    struct loop *loop;
-    pid_t update_pid;     /* a worker writing an update, 0 when none */
-    bool update_pending;  /* another update came while it ran */
-    struct agent_state *state;
-    struct exit_run_where where;
-    bool read_once;       /* the first reading (previous run, pruning) is done */
-    bool ending;          /* exit_run_end runs: late worker reports are not taken */
-    bool prepared;        /* exit_run_prepare ran: rec and where are set */
-    bool store_tried;     /* the records folder was opened (or could not be) */
-} run;
 
 /* ---- reading, in a worker -------------------------------------------------- */
 
@@ -146,124 +129,125 @@ static int update_work(void *arg, int out_fd)
     return rc == 0 ? 0 : 1;
 }
 
-static void start_update(void);
+static void start_update(struct exit_run *run);
 
 static void update_done(struct loop *loop, const struct worker_result *res, void *ctx)
 {
+    struct exit_run *run = ctx;
     (void)loop;
-    (void)ctx;
-    run.update_pid = 0;
-    if (run.ending)
+    run->update_pid = 0;
+    if (run->ending)
         return; /* killed with the other workers: the end writes the whole record */
     if (!res->exited || res->exit_code != 0)
-        log_warn("cannot update the run record", LF_STR("folder", run.h.dir),
+        log_warn("cannot update the run record", LF_STR("folder", run->h.dir),
                  LF_STR("error", res->data && res->data[0] ? res->data
                                  : res->timed_out        ? "timed out"
                                                          : "the worker failed"));
-    if (run.update_pending) {
-        run.update_pending = false;
-        start_update();
+    if (run->update_pending) {
+        run->update_pending = false;
+        start_update(run);
     }
 }
 
-static void start_update(void)
+static void start_update(struct exit_run *run)
 {
     struct update_args args;
-    if (!run.open || run.loop == NULL || run.h.name[0] == '\0')
+    if (!run->open || run->loop == NULL || run->h.name[0] == '\0')
         return;
-    if (run.update_pid > 0) {
-        run.update_pending = true;
+    if (run->update_pid > 0) {
+        run->update_pending = true;
         return;
     }
-    args.where = run.where;
-    snprintf(args.name, sizeof args.name, "%s", run.h.name);
-    args.rec = run.rec;
-    pid_t pid = worker_start(run.loop, "run-record", update_work, &args, READ_TIMEOUT_MS,
-                             update_done, NULL);
+    args.where = run->where;
+    snprintf(args.name, sizeof args.name, "%s", run->h.name);
+    args.rec = run->rec;
+    pid_t pid = worker_start(run->loop, "run-record", update_work, &args, READ_TIMEOUT_MS,
+                             update_done, run);
     if (pid > 0)
-        run.update_pid = pid;
+        run->update_pid = pid;
     else
         log_warn("cannot update the run record", LF_STR("error", "cannot start a worker"));
 }
 
-void exit_run_prepare(const struct exit_run_where *where, struct agent_state *state)
+void exit_run_prepare(struct exit_run *run, const struct exit_run_where *where,
+                      struct agent_state *state)
 {
-    memset(&run.rec, 0, sizeof run.rec);
-    run.state = state;
+    memset(&run->rec, 0, sizeof run->rec);
+    run->state = state;
     /* The strings are the settings', which live as long as the process. */
-    run.where = *where;
-    run.prepared = true;
-    run.rec.exit_status = -1;
-    run.rec.start_ms = state->started_ms ? state->started_ms : wall_now_ms();
-    task_id(&state->metadata, run.rec.task, sizeof run.rec.task);
+    run->where = *where;
+    run->prepared = true;
+    run->rec.exit_status = -1;
+    run->rec.start_ms = state->started_ms ? state->started_ms : wall_now_ms();
+    task_id(&state->metadata, run->rec.task, sizeof run->rec.task);
     if (state->metadata.known)
-        snprintf(run.rec.family, sizeof run.rec.family, "%s", state->metadata.family);
-    snprintf(run.rec.probe, sizeof run.rec.probe, "none");
+        snprintf(run->rec.family, sizeof run->rec.family, "%s", state->metadata.family);
+    snprintf(run->rec.probe, sizeof run->rec.probe, "none");
 }
 
 /* Opens the records folder and writes this run's first record (rec as it
- * is then: at the end, a completed one). Once per run. */
-static void open_store(bool quiet)
+ * is then: at the end, a completed one). Once per run-> */
+static void open_store(struct exit_run *run, bool quiet)
 {
     char err[600];
-    if (!run.prepared || run.store_tried)
+    if (!run->prepared || run->store_tried)
         return;
-    run.store_tried = true;
-    if (exit_history_open(&run.h, run.where.efs_root, run.where.efs_enabled, run.where.run_dir,
+    run->store_tried = true;
+    if (exit_history_open(&run->h, run->where.efs_root, run->where.efs_enabled, run->where.run_dir,
                           true, err, sizeof err) != 0) {
         if (!quiet)
             log_warn("run records are not kept", LF_STR("error", err));
         return;
     }
-    run.open = true;
+    run->open = true;
     /* Nothing is forked here: the records are read once the loop runs. */
-    if (exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0) {
+    if (exit_history_begin(&run->h, &run->rec, err, sizeof err) != 0) {
         if (!quiet)
             log_warn("cannot write the run record", LF_STR("error", err));
-        exit_history_close(&run.h);
-        run.open = false;
+        exit_history_close(&run->h);
+        run->open = false;
     }
 }
 
-void exit_run_begin(void)
+void exit_run_begin(struct exit_run *run)
 {
-    open_store(false);
+    open_store(run, false);
 }
 
-void exit_run_child_starting(void)
+void exit_run_child_starting(struct exit_run *run)
 {
-    run.have_oom_base = exit_read_oom_kills(&run.oom_base) == 0;
+    run->have_oom_base = exit_read_oom_kills(&run->oom_base) == 0;
 }
 
-void exit_run_note_ready(const struct agent_state *state)
+void exit_run_note_ready(struct exit_run *run, const struct agent_state *state)
 {
-    if (run.rec.ready_ms)
+    if (run->rec.ready_ms)
         return;
-    run.rec.ready_ms = wall_now_ms();
-    fill_probe(state, run.rec.probe, sizeof run.rec.probe);
-    start_update();
+    run->rec.ready_ms = wall_now_ms();
+    fill_probe(state, run->rec.probe, sizeof run->rec.probe);
+    start_update(run);
 }
 
-void exit_run_note_stop(const struct agent_state *state)
+void exit_run_note_stop(struct exit_run *run, const struct agent_state *state)
 {
-    if (run.rec.stop_ms)
+    if (run->rec.stop_ms)
         return;
-    run.rec.stop_ms = wall_now_ms();
-    fill_probe(state, run.rec.probe, sizeof run.rec.probe);
-    start_update();
+    run->rec.stop_ms = wall_now_ms();
+    fill_probe(state, run->rec.probe, sizeof run->rec.probe);
+    start_update(run);
 }
 
 /* ---- the fleet's recent abnormal ends ------------------------------------- */
 
 /* The first reading at start logs the previous run and prunes; every
  * minute after, it only counts the fleet's recent abnormal ends. */
-static void take_summary(const struct worker_result *res)
+static void take_summary(struct exit_run *run, const struct worker_result *res)
 {
-    bool first = !run.read_once;
-    run.read_once = true;
+    bool first = !run->read_once;
+    run->read_once = true;
     if (res->len != sizeof(struct exit_summary)) {
         if (first)
-            log_warn("cannot read the run records", LF_STR("folder", run.h.dir),
+            log_warn("cannot read the run records", LF_STR("folder", run->h.dir),
                      LF_BOOL("timed_out", res->timed_out));
         return; /* the figure stays as it was; the next minute tries again */
     }
@@ -273,61 +257,61 @@ static void take_summary(const struct worker_result *res)
     memcpy(sum, res->data, sizeof *sum);
     if (first) {
         if (sum->has_previous)
-            log_previous(&sum->previous, run.state);
-        log_debug("run records", LF_STR("folder", run.h.dir), LF_INT("records", sum->records),
+            log_previous(&sum->previous, run->state);
+        log_debug("run records", LF_STR("folder", run->h.dir), LF_INT("records", sum->records),
                   LF_INT("recent_abnormal", sum->recent_abnormal), LF_INT("pruned", sum->pruned));
     }
-    run.state->recent_abnormal_known = true;
-    run.state->recent_abnormal_exits = sum->recent_abnormal;
-    state_changed(run.state);
+    run->state->recent_abnormal_known = true;
+    run->state->recent_abnormal_exits = sum->recent_abnormal;
+    state_changed(run->state);
     free(sum);
 }
 
 static void read_done(struct loop *loop, const struct worker_result *res, void *ctx)
 {
+    struct exit_run *run = ctx;
     (void)loop;
-    (void)ctx;
-    run.counting = false;
+    run->counting = false;
     /* A reading killed with the other workers at the end, reaped while the
      * end waits for its own reading. */
-    if (!run.ending)
-        take_summary(res);
+    if (!run->ending)
+        take_summary(run, res);
 }
 
 /* A run too short for the first reading to report (a child that dies at
  * once, a crash loop): it is done before the end is written, so the
  * previous run is still told. */
-static void first_reading_now(void)
+static void first_reading_now(struct exit_run *run)
 {
-    struct read_args args = { .where = run.where, .own = run.h.name, .family = run.rec.family,
+    struct read_args args = { .where = run->where, .own = run->h.name, .family = run->rec.family,
                               .prune = true };
     struct worker_result res;
     if (worker_run("run-records", read_work, &args, READ_TIMEOUT_MS, &res) != 0)
         return;
-    take_summary(&res);
+    take_summary(run, &res);
     worker_result_free(&res);
 }
 
 static void read_tick(struct loop *loop, void *ctx)
 {
+    struct exit_run *run = ctx;
     struct read_args args;
-    (void)ctx;
-    if (!run.open || run.counting)
+    if (!run->open || run->counting)
         return;
-    args = (struct read_args){ .where = run.where, .own = run.h.name, .family = run.rec.family,
-                               .prune = !run.read_once };
-    if (worker_start(loop, "run-records", read_work, &args, READ_TIMEOUT_MS, read_done, NULL) > 0)
-        run.counting = true;
+    args = (struct read_args){ .where = run->where, .own = run->h.name, .family = run->rec.family,
+                               .prune = !run->read_once };
+    if (worker_start(loop, "run-records", read_work, &args, READ_TIMEOUT_MS, read_done, run) > 0)
+        run->counting = true;
 }
 
-int exit_run_attach(struct loop *loop, struct agent_state *state)
+int exit_run_attach(struct exit_run *run, struct loop *loop, struct agent_state *state)
 {
-    run.state = state;
-    run.loop = loop;
-    if (!run.open)
+    run->state = state;
+    run->loop = loop;
+    if (!run->open)
         return 0;
-    if (loop_timer_add(loop, 0, 0, read_tick, NULL) < 0 ||
-        loop_timer_add(loop, RECOUNT_EVERY_MS, RECOUNT_EVERY_MS, read_tick, NULL) < 0) {
+    if (loop_timer_add(loop, 0, 0, read_tick, run) < 0 ||
+        loop_timer_add(loop, RECOUNT_EVERY_MS, RECOUNT_EVERY_MS, read_tick, run) < 0) {
         log_error("cannot schedule the reading of the run records");
         return -1;
     }
@@ -355,56 +339,56 @@ static void fill_detail(const char *reason, const struct agent_state *st, char *
         snprintf(out, cap, "%s", st->hooks_failure);
 }
 
-int exit_run_end(struct exit_facts *facts, const struct agent_state *state)
+int exit_run_end(struct exit_run *run, struct exit_facts *facts, const struct agent_state *state)
 {
     const char *reason;
     int status;
     uint64_t now_kills;
 
-    run.ending = true;
+    run->ending = true;
     /* A start that stopped before the storage phase (licence, a stop
      * request) has its record written now. */
-    if (run.prepared && !run.store_tried)
-        open_store(state == NULL);
-    if (run.open && !run.read_once && run.state)
-        first_reading_now();
-    if (facts->child_started && run.have_oom_base && exit_read_oom_kills(&now_kills) == 0 &&
-        now_kills > run.oom_base)
+    if (run->prepared && !run->store_tried)
+        open_store(run, state == NULL);
+    if (run->open && !run->read_once && run->state)
+        first_reading_now(run);
+    if (facts->child_started && run->have_oom_base && exit_read_oom_kills(&now_kills) == 0 &&
+        now_kills > run->oom_base)
         facts->oom_killed = true;
     exit_decide(facts, &reason, &status);
-    run.rec.end_ms = wall_now_ms();
-    if (run.rec.end_ms < run.rec.start_ms)
-        run.rec.end_ms = run.rec.start_ms;
-    snprintf(run.rec.reason, sizeof run.rec.reason, "%s", reason);
-    run.rec.exit_status = status;
+    run->rec.end_ms = wall_now_ms();
+    if (run->rec.end_ms < run->rec.start_ms)
+        run->rec.end_ms = run->rec.start_ms;
+    snprintf(run->rec.reason, sizeof run->rec.reason, "%s", reason);
+    run->rec.exit_status = status;
     if (state) {
         if (state->probe.status != PROBE_UNSET)
-            fill_probe(state, run.rec.probe, sizeof run.rec.probe);
-        fill_detail(reason, state, run.rec.detail, sizeof run.rec.detail);
+            fill_probe(state, run->rec.probe, sizeof run->rec.probe);
+        fill_detail(reason, state, run->rec.detail, sizeof run->rec.detail);
     }
     /* A configuration error (no state yet) is one line on stderr, which
      * main has written: the record is kept without another line. */
     if (state)
         log_emit(exit_reason_abnormal(reason, status) ? LOG_WARN : LOG_INFO, "run ended",
              (const struct log_field[]){ LF_STR("reason", reason), LF_INT("exit_status", status),
-                                         LF_INT("ran_s", (run.rec.end_ms - run.rec.start_ms) / 1000u),
-                                         LF_STR("detail", run.rec.detail), { 0 } });
-    if (run.open) {
+                                         LF_INT("ran_s", (run->rec.end_ms - run->rec.start_ms) / 1000u),
+                                         LF_STR("detail", run->rec.detail), { 0 } });
+    if (run->open) {
         char err[600];
         /* An update still on its way must not land after the end: it was
          * killed with the other workers; wait until it is gone. */
-        if (run.update_pid > 0)
-            while (waitpid(run.update_pid, NULL, 0) < 0 && errno == EINTR)
+        if (run->update_pid > 0)
+            while (waitpid(run->update_pid, NULL, 0) < 0 && errno == EINTR)
                 ;
-        run.update_pid = 0;
-        if ((run.h.name[0] == '\0' ? exit_history_begin(&run.h, &run.rec, err, sizeof err) != 0
-                                    : exit_history_write(&run.h, &run.rec, err, sizeof err) != 0) &&
+        run->update_pid = 0;
+        if ((run->h.name[0] == '\0' ? exit_history_begin(&run->h, &run->rec, err, sizeof err) != 0
+                                    : exit_history_write(&run->h, &run->rec, err, sizeof err) != 0) &&
             state)
             log_warn("cannot write the run record", LF_STR("when", "end"), LF_STR("error", err));
-        exit_history_end(&run.h);
-        exit_history_close(&run.h);
+        exit_history_end(&run->h);
+        exit_history_close(&run->h);
     }
-    run.open = false;
+    run->open = false;
     return status;
 }
 
@@ -426,16 +410,16 @@ void exit_run_config_failed(int exit_status)
         .run_dir = abs_or("PI_AGENT_RUN_DIR", "/run/pi-agent"),
     };
     char err[600];
-    memset(&run.rec, 0, sizeof run.rec);
-    run.rec.start_ms = wall_now_ms();
-    task_id(&st.metadata, run.rec.task, sizeof run.rec.task);
-    snprintf(run.rec.probe, sizeof run.rec.probe, "none");
-    if (exit_history_open(&run.h, where.efs_root, where.efs_enabled, where.run_dir, true, err,
+    struct exit_run one = { 0 }, *run = &one; /* nothing else of the run exists yet */
+    run->rec.start_ms = wall_now_ms();
+    task_id(&st.metadata, run->rec.task, sizeof run->rec.task);
+    snprintf(run->rec.probe, sizeof run->rec.probe, "none");
+    if (exit_history_open(&run->h, where.efs_root, where.efs_enabled, where.run_dir, true, err,
                           sizeof err) != 0)
         return; /* the configuration error itself was the line that matters */
-    run.open = true;
-    snprintf(run.rec.detail, sizeof run.rec.detail,
+    run->open = true;
+    snprintf(run->rec.detail, sizeof run->rec.detail,
              "a variable is invalid: the log's configuration error (or pi-agent check) names it");
     struct exit_facts f = { .start_rc = exit_status, .stop_exit_status = -1 };
-    exit_run_end(&f, NULL);
+    exit_run_end(run, &f, NULL);
 }

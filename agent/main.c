@@ -79,6 +79,7 @@ struct agent {
     struct probe *probe;
     struct dbcheck *db;        /* NULL when PI_DB_HOST is unset */
     struct emf emf;
+    struct exit_run run;       /* this run's record */
     int sigfd;
     bool stop_started;
     uint64_t stop_started_ms;  /* monotonic */
@@ -237,7 +238,7 @@ static void begin_stop(struct agent *a, int sig)
     }
     a->stop_started = true;
     a->stop_started_ms = loop_now_ms();
-    exit_run_note_stop(&a->state);
+    exit_run_note_stop(&a->run, &a->state);
     /* /health answers 503 draining from now on, so the ALB stops sending new
      * requests while Tomcat finishes the ones it has. */
     a->state.draining = true;
@@ -263,7 +264,7 @@ static void post_ready_done(void *ctx)
 static void on_first_ready(void *ctx)
 {
     struct agent *a = ctx;
-    exit_run_note_ready(&a->state);
+    exit_run_note_ready(&a->run, &a->state);
     log_info("dashboard ready: running post-ready hooks");
     hooks_run_async(&a->hooks, a->loop, &a->cfg.hooks, "post-ready", a->env.vars, 0, &a->state,
                     post_ready_done, NULL);
@@ -330,14 +331,14 @@ static int start_phases(struct agent *a)
     struct exit_run_where where = { .efs_root = a->cfg.efs.root,
                                     .efs_enabled = a->cfg.efs.mode != EFS_MODE_OFF,
                                     .run_dir = a->cfg.licence.run_dir };
-    exit_run_prepare(&where, &a->state);
+    exit_run_prepare(&a->run, &where, &a->state);
     if (stop_pending())
         return 0;
     rc = licence_start(&a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
     if (rc != 0 || stop_pending())
         return rc;
     rc = efs_start(&a->efs, &a->cfg.efs, &a->cfg.agent.run_as, &a->state);
-    exit_run_begin(); /* after the storage phase made ROOT/.pi-agent the agent's own */
+    exit_run_begin(&a->run); /* after the storage phase made ROOT/.pi-agent the agent's own */
     if (rc != 0 || stop_pending())
         return rc;
     return hooks_run_sync(&a->hooks, &a->cfg.hooks, "pre-start", &a->env, 0, &a->state);
@@ -360,7 +361,7 @@ static int attach_services(struct agent *a)
         dbcheck_start(a->loop, &a->cfg.db, a->cfg.probe.interval_s, &a->state, &a->db) != 0 ||
         licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
         startup_attach(a->loop, a->cfg.agent.startup_timeout_s, &a->state) != 0 ||
-        exit_run_attach(a->loop, &a->state) != 0)
+        exit_run_attach(&a->run, a->loop, &a->state) != 0)
         return EXIT_INTERNAL;
     return 0;
 }
@@ -443,7 +444,7 @@ static int run_until_end(struct agent *a, struct exit_facts *f)
         return f->internal_rc = rc;
     if (rc != 0)
         return f->start_rc = rc;
-    exit_run_child_starting();
+    exit_run_child_starting(&a->run);
     if (supervise_start(a->sv, a->env.vars) != 0)
         return f->internal_rc = EXIT_INTERNAL;
 
@@ -482,7 +483,7 @@ static int run(struct agent *a)
         f.internal_rc = rc;
     /* The run record says how it ended, and decides the status: a stop
      * asked for may exit with PI_AGENT_STOP_EXIT_STATUS. */
-    int status = exit_run_end(&f, &a->state);
+    int status = exit_run_end(&a->run, &f, &a->state);
     if (rc < 0)
         log_info("pi-agent exiting", LF_INT("exit_status", status),
                  LF_INT("child_exit_status", a->exit_status));
