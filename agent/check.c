@@ -57,21 +57,23 @@ static void check_licence(struct checker *c, const struct licence_config *cfg)
 {
     static struct licence_state st;
     memset(&st, 0, sizeof(st));
-    int rc = licence_check(cfg, &st);
-    bool acceptable = rc == 0;
+    bool acceptable = licence_check(cfg, &st) == 0;
+    /* The start's own rule: what stops the start is a failure here. */
+    bool blocks = licence_blocks_readiness(st.status, cfg->required);
     enum efs_level level;
-    if (!acceptable)
-        level = cfg->required ? EFS_FAIL : EFS_WARN;
+    if (blocks)
+        level = EFS_FAIL;
+    else if (!acceptable)
+        level = EFS_WARN;
     else
-        level = strcmp(st.status, LICENCE_VALID) == 0 ? EFS_OK : EFS_WARN;
+        level = st.status == LS_VALID ? EFS_OK : EFS_WARN;
+    const char *stops = blocks ? "; PI_AGENT_LICENCE_REQUIRED=true stops the start" : "";
     if (st.has_days_left)
-        line(c, level, "licence", "%s (%ld day(s) left)%s%s%s", st.status, st.days_left,
-             st.reason[0] ? ": " : "", st.reason,
-             !acceptable && cfg->required ? "; PI_AGENT_LICENCE_REQUIRED=true stops the start" : "");
+        line(c, level, "licence", "%s (%ld day(s) left)%s%s%s", licence_status_name(st.status),
+             st.days_left, st.reason[0] ? ": " : "", st.reason, stops);
     else
-        line(c, level, "licence", "%s%s%s%s", st.status[0] ? st.status : "unknown",
-             st.reason[0] ? ": " : "", st.reason,
-             !acceptable && cfg->required ? "; PI_AGENT_LICENCE_REQUIRED=true stops the start" : "");
+        line(c, level, "licence", "%s%s%s%s", licence_status_name(st.status),
+             st.reason[0] ? ": " : "", st.reason, stops);
 }
 
 static void check_budget(struct checker *c, const struct efs_config *cfg,

@@ -25,17 +25,6 @@ const char *health_status_name(enum health_status s)
     return (unsigned)s < HEALTH_STATUS_COUNT ? status_names[s] : "unknown";
 }
 
-static bool word_in(const char *w, const char *const *list)
-{
-    for (; *list; list++)
-        if (strcmp(w, *list) == 0)
-            return true;
-    return false;
-}
-
-static const char *const licence_acceptable[] = { LICENCE_VALID, LICENCE_EXPIRING,
-                                                  LICENCE_UNVERIFIED, NULL };
-
 void health_evaluate(const struct agent_state *st, const struct health_policy *policy,
                      struct health_verdict *v)
 {
@@ -58,11 +47,11 @@ void health_evaluate(const struct agent_state *st, const struct health_policy *p
 
     struct health_check *l = &v->checks[CHECK_LICENCE];
     l->name = "licence";
-    l->status = st->licence.status[0] ? st->licence.status : "unknown";
+    l->status = licence_status_name(st->licence.status);
     l->reason = st->licence.reason;
     l->since_ms = st->licence.since_ms;
-    l->ok = word_in(l->status, licence_acceptable);
-    l->blocking = !l->ok && policy->licence_required;
+    l->ok = licence_status_acceptable(st->licence.status);
+    l->blocking = licence_blocks_readiness(st->licence.status, policy->licence_required);
 
     struct health_check *e = &v->checks[CHECK_EFS];
     e->name = "efs";
@@ -388,12 +377,6 @@ static void prom_state_set(struct outbuf *b, const char *name, const char *label
     }
 }
 
-static const char *const licence_words[] = {
-    LICENCE_VALID,       LICENCE_EXPIRING,  LICENCE_EXPIRED,     LICENCE_NOT_YET_VALID,
-    LICENCE_BAD_SIGNATURE, LICENCE_WRONG_DEPLOYMENT, LICENCE_MALFORMED, LICENCE_REJECTED,
-    LICENCE_UNREACHABLE, LICENCE_UNVERIFIED, LICENCE_MISSING,     "unknown",
-    NULL,
-};
 
 /* Folder names come from another module: never read past the array. */
 static const char *folder_name(const struct efs_folder_usage *f, char *out, size_t cap)
@@ -464,7 +447,7 @@ int health_render_metrics(const struct agent_state *st, const struct health_verd
     metrics_tomcat(&b, st);
 
     prom_state_set(&b, "pi_agent_licence_state", "status", "Licence status (1 = current).",
-                   licence_words, v->checks[CHECK_LICENCE].status);
+                   licence_status_words(), v->checks[CHECK_LICENCE].status);
     /* Seconds, the base unit Prometheus names use (this replaces the former
      * pi_agent_licence_days_left); negative once the licence has expired. */
     if (st->licence.expires > 0) {

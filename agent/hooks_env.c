@@ -56,8 +56,8 @@ int hooks_env_build(struct childenv *out, char *const *base, const char *phase,
                     const struct agent_state *state, uint64_t limit_ms, const char *env_file)
 {
     char number[32];
-    const char *licence = state != NULL && state->licence.status[0] != '\0'
-                              ? state->licence.status : "unknown";
+    const char *licence =
+        licence_status_name(state != NULL ? state->licence.status : LS_UNKNOWN);
 
     if (childenv_init(out, base != NULL ? base : environ) != 0)
         return -1;

@@ -31,43 +31,6 @@ static void set_reason(char *reason, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-static const char *const status_names[] = {
-    [LS_VALID] = "valid",
-    [LS_EXPIRING] = "expiring",
-    [LS_EXPIRED] = "expired",
-    [LS_NOT_YET_VALID] = "not-yet-valid",
-    [LS_BAD_SIGNATURE] = "bad-signature",
-    [LS_WRONG_DEPLOYMENT] = "wrong-deployment",
-    [LS_MALFORMED] = "malformed",
-    [LS_REJECTED] = "rejected",
-    [LS_UNREACHABLE] = "unreachable",
-    [LS_UNVERIFIED] = "unverified",
-    [LS_MISSING] = "missing",
-};
-
-const char *licence_status_name(enum licence_status status)
-{
-    if ((unsigned)status < sizeof(status_names) / sizeof(status_names[0]))
-        return status_names[status];
-    return "malformed";
-}
-
-int licence_status_parse(const char *word, enum licence_status *out)
-{
-    for (size_t i = 0; word && i < sizeof(status_names) / sizeof(status_names[0]); i++) {
-        if (strcmp(word, status_names[i]) == 0) {
-            *out = (enum licence_status)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-bool licence_status_acceptable(enum licence_status status)
-{
-    return status == LS_VALID || status == LS_EXPIRING || status == LS_UNVERIFIED;
-}
-
 const char *licence_form_name(enum licence_form form)
 {
     switch (form) {

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "licence_status.h"
+
 /* Longest licence (token, XML document or customer key) the agent accepts. */
 #define LICENCE_MAX_LEN (64 * 1024)
 #define LICENCE_REASON_MAX 256
@@ -22,27 +24,6 @@ enum licence_form {
     LICENCE_FORM_BROKEN_TOKEN, /* looks like an offline licence, is not a whole one */
 };
 
-/* The statuses of the licence issue, in one enum so that code can switch. */
-enum licence_status {
-    LS_VALID,
-    LS_EXPIRING,
-    LS_EXPIRED,
-    LS_NOT_YET_VALID,
-    LS_BAD_SIGNATURE,
-    LS_WRONG_DEPLOYMENT,
-    LS_MALFORMED,
-    LS_REJECTED,
-    LS_UNREACHABLE,
-    LS_UNVERIFIED,
-    LS_MISSING,
-};
-
-/* The status word of state.h (LICENCE_VALID, ...). */
-const char *licence_status_name(enum licence_status status);
-/* Parses a status word; -1 when unknown. */
-int licence_status_parse(const char *word, enum licence_status *out);
-/* valid, expiring and unverified let PI_AGENT_LICENCE_REQUIRED=true start. */
-bool licence_status_acceptable(enum licence_status status);
 const char *licence_form_name(enum licence_form form);
 
 /* Copies in without CR, LF, tab and space into out (room for len + 1 bytes);

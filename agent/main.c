@@ -80,6 +80,7 @@ struct agent {
     struct dbcheck *db;        /* NULL when PI_DB_HOST is unset */
     struct emf emf;
     struct exit_run run;       /* this run's record */
+    struct licence_service licence;
     int sigfd;
     bool stop_started;
     uint64_t stop_started_ms;  /* monotonic */
@@ -334,7 +335,7 @@ static int start_phases(struct agent *a)
     exit_run_prepare(&a->run, &where, &a->state);
     if (stop_pending())
         return 0;
-    rc = licence_start(&a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
+    rc = licence_start(&a->licence, &a->cfg.licence, &a->cfg.agent.run_as, &a->state, &a->env);
     if (rc != 0 || stop_pending())
         return rc;
     rc = efs_start(&a->efs, &a->cfg.efs, &a->cfg.agent.run_as, &a->state);
@@ -359,7 +360,7 @@ static int attach_services(struct agent *a)
     if (emf_attach(&a->emf, a->loop, &a->cfg.emf, &a->state, &a->readiness) != 0 ||
         efs_attach(&a->efs, a->loop) != 0 ||
         dbcheck_start(a->loop, &a->cfg.db, a->cfg.probe.interval_s, &a->state, &a->db) != 0 ||
-        licence_attach(a->loop, &a->cfg.licence, &a->state) != 0 ||
+        licence_attach(&a->licence, a->loop) != 0 ||
         startup_attach(a->loop, a->cfg.agent.startup_timeout_s, &a->state) != 0 ||
         exit_run_attach(&a->run, a->loop, &a->state) != 0)
         return EXIT_INTERNAL;

@@ -9,25 +9,13 @@
 #include <sys/types.h>
 
 #include "efs_status.h"
+#include "licence_status.h"
 
 #define STATE_REASON_MAX 256
 #define STATE_EFS_FOLDERS_MAX 16
 
-/* Licence status words, as the licence issue names them. */
-#define LICENCE_VALID "valid"
-#define LICENCE_EXPIRING "expiring"
-#define LICENCE_EXPIRED "expired"
-#define LICENCE_NOT_YET_VALID "not-yet-valid"
-#define LICENCE_BAD_SIGNATURE "bad-signature"
-#define LICENCE_WRONG_DEPLOYMENT "wrong-deployment"
-#define LICENCE_MALFORMED "malformed"
-#define LICENCE_REJECTED "rejected"
-#define LICENCE_UNREACHABLE "unreachable"
-#define LICENCE_UNVERIFIED "unverified"
-#define LICENCE_MISSING "missing"
-
 struct licence_state {
-    char status[24];               /* one of the LICENCE_* words */
+    enum licence_status status;    /* LS_UNKNOWN until the first check */
     char reason[STATE_REASON_MAX]; /* one line a person can act on */
     char source[16];               /* inline, alm, url, cache, dashboard, none */
     char subject[128];             /* the token's sub claim, when known */

@@ -63,7 +63,7 @@ static void healthy(struct agent_state *st)
     st->child_running = true;
     st->probe.status = PROBE_OK;
     st->probe.passes = 1;
-    snprintf(st->licence.status, sizeof st->licence.status, LICENCE_VALID);
+    st->licence.status = LS_VALID;
     st->efs.status = EFS_STATUS_OK;
 }
 

@@ -103,7 +103,7 @@ static void base_state(struct agent_state *st)
     st->probe.status = PROBE_OK;
     st->probe.passes = 1;
     st->probe.last_latency_s = 0.012;
-    snprintf(st->licence.status, sizeof st->licence.status, "valid");
+    st->licence.status = LS_VALID;
     st->efs.status = EFS_STATUS_OK;
     st->child_restarts = 3;
 }

@@ -371,7 +371,7 @@ static void test_live(void **s)
     cJSON_Delete(doc);
 
     /* readiness problems never fail liveness */
-    snprintf(st.licence.status, sizeof st.licence.status, "expired");
+    st.licence.status = LS_EXPIRED;
     st.efs.status = EFS_STATUS_FAILED;
     st.draining = true;
     assert_true(health_live(&st));

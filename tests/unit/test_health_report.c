@@ -44,7 +44,7 @@ static void healthy_state(struct agent_state *st)
     st->probe.passes = 3;
     st->probe.last_latency_s = 0.004;
     st->probe.since_ms = 1764060005000ull;
-    snprintf(st->licence.status, sizeof st->licence.status, LICENCE_VALID);
+    st->licence.status = LS_VALID;
     snprintf(st->licence.source, sizeof st->licence.source, "inline");
     st->licence.has_days_left = true;
     st->licence.days_left = 120;
@@ -175,7 +175,7 @@ static void test_licence_rules(void **state)
     struct health_policy required = { true, false };
     healthy_state(&st);
 
-    snprintf(st.licence.status, sizeof st.licence.status, LICENCE_EXPIRED);
+    st.licence.status = LS_EXPIRED;
     snprintf(st.licence.reason, sizeof st.licence.reason, "expired on 2026-01-01");
     health_evaluate(&st, &default_policy, &v);
     assert_int_equal(v.status, HEALTH_OK);
@@ -186,15 +186,15 @@ static void test_licence_rules(void **state)
     assert_int_equal(v.status, HEALTH_UNHEALTHY);
     assert_true(v.checks[CHECK_LICENCE].blocking);
 
-    const char *acceptable[] = { LICENCE_VALID, LICENCE_EXPIRING, LICENCE_UNVERIFIED };
+    const enum licence_status acceptable[] = { LS_VALID, LS_EXPIRING, LS_UNVERIFIED };
     for (size_t i = 0; i < 3; i++) {
-        snprintf(st.licence.status, sizeof st.licence.status, "%s", acceptable[i]);
+        st.licence.status = acceptable[i];
         health_evaluate(&st, &required, &v);
         assert_int_equal(v.status, HEALTH_OK);
     }
-    const char *bad[] = { LICENCE_MISSING, LICENCE_BAD_SIGNATURE, LICENCE_UNREACHABLE, "" };
+    const enum licence_status bad[] = { LS_MISSING, LS_BAD_SIGNATURE, LS_UNREACHABLE, LS_UNKNOWN };
     for (size_t i = 0; i < 4; i++) {
-        snprintf(st.licence.status, sizeof st.licence.status, "%s", bad[i]);
+        st.licence.status = bad[i];
         health_evaluate(&st, &required, &v);
         assert_int_equal(v.status, HEALTH_UNHEALTHY);
     }
@@ -383,15 +383,16 @@ static void test_metrics_text(void **state)
     assert_non_null(strstr(buf, "\npi_agent_efs_scan_duration_seconds 0.25\n"));
     assert_non_null(strstr(buf, "\npi_agent_probe_latency_seconds 0.004\n"));
 
-    /* An unknown status word still shows up, as the current one. */
-    snprintf(st.licence.status, sizeof st.licence.status, "brand-new");
+    /* A status out of the table shows up as "unknown", the current one. */
+    st.licence.status = (enum licence_status)LS_COUNT;
     st.licence.has_days_left = false;
     st.licence.expires = 0;
     health_evaluate(&st, &default_policy, &v);
     n = health_render_metrics(&st, &v, st.started_ms, buf, sizeof buf);
     assert_true(n > 0);
     assert_prometheus_text(buf);
-    assert_non_null(strstr(buf, "pi_agent_licence_state{status=\"brand-new\"} 1\n"));
+    assert_non_null(strstr(buf, "pi_agent_licence_state{status=\"unknown\"} 1\n"));
+    assert_non_null(strstr(buf, "pi_agent_licence_state{status=\"valid\"} 0\n"));
     assert_null(strstr(buf, "pi_agent_licence_remaining_seconds"));
     assert_null(strstr(buf, "pi_agent_licence_expiry_timestamp_seconds"));
 

@@ -441,7 +441,7 @@ static void sync_runs_in_order_with_phase_env(void **s)
 {
     struct fixture *f = *s;
     char buf[512];
-    snprintf(f->state.licence.status, sizeof f->state.licence.status, "valid");
+    f->state.licence.status = LS_VALID;
     add_hook(f, "post-stop", "20-second", "echo \"second $PI_AGENT_PHASE\" >> \"$OUT\"");
     add_hook(f, "post-stop", "10-first",
              "echo \"first $PI_AGENT_PHASE $PI_LICENCE_STATUS $PI_AGENT_HOOK_TIME_LIMIT_SECONDS "
