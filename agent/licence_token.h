@@ -1,7 +1,7 @@
 /* licence_token: the pure parts of licence handling. Bytes in, result out:
  * telling the forms of PI_LICENCE apart, base64url, JWS compact (RFC 7515)
- * with ES256 checked by mbedTLS against PEM keys chosen by `kid`, the claims
- * and their checks, and the XML normaliser. Nothing here logs, reads the
+ * with ES256 checked against the vendor's keys chosen by `kid`
+ * (licence_keys.h), the claims and their checks, and the XML normaliser. Nothing here logs, reads the
  * environment or the clock; reasons never quote the licence itself. */
 #ifndef PI_LICENCE_TOKEN_H
 #define PI_LICENCE_TOKEN_H
@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "licence_keys.h"
 #include "licence_status.h"
 
 /* Longest licence (token, XML document or customer key) the agent accepts. */
@@ -93,19 +94,6 @@ struct licence_claims {
  * deployment. Returns 0, or -1 with a reason. */
 int licence_parse_claims(const char *json, size_t len, struct licence_claims *out,
                          char *reason, size_t cap);
-
-/* The vendor's public keys: PEM "PUBLIC KEY" blocks (EC P-256). A block may
- * be preceded by a line "kid: NAME"; every key also answers to its RFC 7638
- * JWK thumbprint. */
-struct licence_keyset;
-/* origin names the variable or file in reasons. Returns 0, or -1 with a reason. */
-int licence_keyset_parse(const char *pem, size_t len, const char *origin,
-                         struct licence_keyset **out, char *reason, size_t cap);
-void licence_keyset_free(struct licence_keyset *keys);
-size_t licence_keyset_count(const struct licence_keyset *keys);
-/* The key ids of key i (label may be ""), for documentation and tests. */
-const char *licence_keyset_label(const struct licence_keyset *keys, size_t i);
-const char *licence_keyset_thumbprint(const struct licence_keyset *keys, size_t i);
 
 /* Checks a token whose whitespace is already stripped: split, header, ES256
  * signature against the key named by kid (or any key when there is no kid),

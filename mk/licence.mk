@@ -23,12 +23,12 @@ FUZZ_LICENCE_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -Wno-missing-fiel
 .PHONY: fuzz-licence
 fuzz: fuzz-licence
 
-$(FUZZ_LICENCE_BIN): tests/fuzz/fuzz_licence.c agent/licence_token.c agent/licence_token.h agent/licence_status.c \
+$(FUZZ_LICENCE_BIN): tests/fuzz/fuzz_licence.c agent/licence_token.c agent/licence_token.h agent/licence_keys.c agent/licence_status.c \
                      $(DEPS_STAMP) $(PACKAGES_STAMP)
 	@mkdir -p $(dir $@) $(dir $@)include/cjson
 	cp $(dir $(FUZZ_CJSON_SRC))cJSON.h $(dir $@)include/cjson/cJSON.h
 	clang $(FUZZ_LICENCE_CFLAGS) -I$(dir $@)include -o $@ tests/fuzz/fuzz_licence.c \
-	    agent/licence_token.c agent/licence_status.c $(FUZZ_CJSON_SRC) -lmbedtls -lmbedx509 -lmbedcrypto
+	    agent/licence_token.c agent/licence_keys.c agent/licence_status.c $(FUZZ_CJSON_SRC) -lmbedtls -lmbedx509 -lmbedcrypto
 
 fuzz-licence: $(FUZZ_LICENCE_BIN)
 	FUZZ_BIN=$(FUZZ_LICENCE_BIN) FUZZ_RUNS=$(FUZZ_LICENCE_RUNS) ./bench/fuzz-licence.sh
