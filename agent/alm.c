@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -14,6 +13,7 @@
 #include "fetch.h"
 #include "licence_token.h"
 #include "log.h"
+#include "util.h"
 
 #ifndef PI_AGENT_VERSION
 #define PI_AGENT_VERSION "0.0.0"
@@ -137,13 +137,6 @@ void alm_result_free(struct alm_result *r)
     r->len = 0;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void sleep_ms(uint64_t ms)
 {
     struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
@@ -151,12 +144,10 @@ static void sleep_ms(uint64_t ms)
         ;
 }
 
+/* A uniform value in [0, 1) for the backoff's jitter. */
 static double jitter(void)
 {
-    uint32_t r;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)mono_ms() * 2654435761u;
-    return (double)r / 4294967296.0;
+    return (double)(uint32_t)util_random64() / 4294967296.0;
 }
 
 /* One request, retried per the rules above. what names the server in
@@ -168,11 +159,11 @@ static enum alm_outcome request_with_retries(const struct alm_settings *s,
     memset(out, 0, sizeof(*out));
     char shown[256];
     fetch_redact_url(base->url, shown, sizeof(shown));
-    uint64_t start = mono_ms();
+    uint64_t start = util_mono_ms();
     uint64_t deadline = start + (uint64_t)s->timeout_s * 1000u;
     char last_error[256] = "no attempt was made";
     for (;;) {
-        uint64_t now = mono_ms();
+        uint64_t now = util_mono_ms();
         long remaining = now < deadline ? (long)(deadline - now) : 1;
         struct fetch_request req = *base;
         req.total_timeout_ms = remaining < ALM_ATTEMPT_TIMEOUT_MAX_MS ? remaining
@@ -237,7 +228,7 @@ static enum alm_outcome request_with_retries(const struct alm_settings *s,
             }
         }
         uint64_t delay = alm_backoff_ms(out->attempts, jitter());
-        now = mono_ms();
+        now = util_mono_ms();
         /* An attempt squeezed into the last moments would only time out and
          * hide the real error behind "timed out". */
         if (now >= deadline || now + delay + ALM_MIN_ATTEMPT_MS > deadline)
