@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,7 @@ void licence_cache_store(const char *efs_root, const char *token, size_t len)
                   LF_STR("efs_root", efs_root));
         return;
     }
-    char dir[512], msg[700], moved[400];
+    char dir[PATH_MAX + 16], msg[700], moved[400];
     snprintf(dir, sizeof(dir), "%s/%s", efs_root, EFS_AGENT_DIR);
     int dfd = efs_agent_dir_open(rootfd, efs_root, moved, sizeof(moved), msg, sizeof(msg));
     close(rootfd);
@@ -104,7 +105,7 @@ void licence_cache_store(const char *efs_root, const char *token, size_t len)
 
 char *licence_cache_load(const char *efs_root, size_t *len)
 {
-    char path[512];
+    char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/%s/%s", efs_root, EFS_AGENT_DIR, CACHE_FILE_NAME);
     int rootfd = cache_root_open(efs_root);
     if (rootfd < 0)

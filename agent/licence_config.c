@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "alm.h"
+#include "efs.h"
 #include "fetch.h"
 #include "licence_token.h"
 #include "util.h"
@@ -148,8 +149,7 @@ int licence_config_load(struct licence_config *cfg, struct config_error *err)
         goto fail;
     if (copy_path("PI_AGENT_RUN_DIR", config_env_str("PI_AGENT_RUN_DIR"), LICENCE_DEFAULT_RUN_DIR,
                   cfg->run_dir, sizeof(cfg->run_dir), err) != 0 ||
-        copy_path("PI_EFS_ROOT", config_env_str("PI_EFS_ROOT"), LICENCE_DEFAULT_EFS_ROOT,
-                  cfg->efs_root, sizeof(cfg->efs_root), err) != 0)
+        efs_config_root(cfg->efs_root, sizeof(cfg->efs_root), err) != 0)
         goto fail;
     if (load_public_keys(cfg, err) != 0)
         goto fail;

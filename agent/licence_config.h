@@ -5,13 +5,13 @@
 #ifndef PI_LICENCE_CONFIG_H
 #define PI_LICENCE_CONFIG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
 
 #define LICENCE_DEFAULT_RUN_DIR "/run/pi-agent"
-#define LICENCE_DEFAULT_EFS_ROOT "/mnt/efs"
 #define LICENCE_DEFAULT_KEY_FILE "/etc/pi-agent/licence-public-key.pem"
 
 struct licence_config {
@@ -24,7 +24,7 @@ struct licence_config {
     char *ca_file;            /* PI_ALM_CA_FILE */
     char *deployment_id;      /* PI_DEPLOYMENT_ID */
     char run_dir[256];        /* PI_AGENT_RUN_DIR */
-    char efs_root[256];       /* PI_EFS_ROOT */
+    char efs_root[PATH_MAX];  /* PI_EFS_ROOT, by the EFS module's rule (efs_config_root) */
     unsigned alm_timeout_s;   /* PI_ALM_TIMEOUT_SECONDS */
     unsigned warn_days;       /* PI_LICENCE_WARN_DAYS */
     unsigned check_interval_s;   /* PI_LICENCE_CHECK_SECONDS: expiry re-evaluation */

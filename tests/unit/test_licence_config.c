@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "efs.h"
 #include "licence.h"
 #include "test_licence_keys.h"
 
@@ -115,6 +116,26 @@ static void url_errors_name_their_variable(void **s)
     expect_error("PI_LICENCE_URL");
     setenv("PI_LICENCE_URL", "https://", 1);
     expect_error("PI_LICENCE_URL");
+}
+
+/* PI_EFS_ROOT is read by the EFS module's rule (efs_config_root), so the
+ * cache sits where the storage does: the same refusals, the same path. */
+static void efs_root_follows_the_storage_rule(void **s)
+{
+    (void)s;
+    setenv("PI_EFS_ROOT", "mnt/efs", 1);
+    expect_error("PI_EFS_ROOT");
+    setenv("PI_EFS_ROOT", "/", 1);
+    expect_error("PI_EFS_ROOT");
+    setenv("PI_EFS_ROOT", "/mnt/efs//", 1);
+    struct licence_config cfg;
+    struct config_error err = { "" };
+    assert_int_equal(licence_config_load(&cfg, &err), 0);
+    assert_string_equal(cfg.efs_root, "/mnt/efs");
+    char want[sizeof(cfg.efs_root)];
+    assert_int_equal(efs_config_root(want, sizeof(want), &err), 0);
+    assert_string_equal(cfg.efs_root, want);
+    licence_config_free(&cfg);
 }
 
 static void number_and_path_errors(void **s)
@@ -316,6 +337,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(defaults),
         T(url_errors_name_their_variable),
+        T(efs_root_follows_the_storage_rule),
         T(number_and_path_errors),
         T(key_errors_name_their_variable),
         T(secret_never_in_errors),
