@@ -1,4 +1,4 @@
-/* Unit tests for licence.c: the configuration errors a user can hit (each
+/* Unit tests for licence_config and licence_cli: the configuration errors a user can hit (each
  * names its variable and never quotes a secret), and licence_check over the
  * forms that need no server (a closed loopback port stands in for an
  * unreachable ALM). */
