@@ -32,7 +32,7 @@ struct report_head {
     uint64_t licence_len;
 };
 
-static int report_write(int fd, const struct licence_resolution *r)
+int licence_report_write(int fd, const struct licence_resolution *r)
 {
     struct report_head h;
     memset(&h, 0, sizeof(h));
@@ -49,14 +49,14 @@ static int report_write(int fd, const struct licence_resolution *r)
     return 0;
 }
 
-static int report_read(const struct worker_result *wr, struct licence_resolution *r)
+int licence_report_read(const void *data, size_t len, struct licence_resolution *r)
 {
     licence_resolution_init(r);
     struct report_head h;
-    if (!wr->data || wr->len < sizeof(h))
+    if (!data || len < sizeof(h))
         return -1;
-    memcpy(&h, wr->data, sizeof(h));
-    if (h.magic != REPORT_MAGIC || wr->len - sizeof(h) != h.licence_len ||
+    memcpy(&h, data, sizeof(h));
+    if (h.magic != REPORT_MAGIC || len - sizeof(h) != h.licence_len ||
         !licence_status_checked(h.st.status) || (int32_t)h.st.status != h.status)
         return -1;
     r->have_claims = h.have_claims != 0;
@@ -75,7 +75,7 @@ static int report_read(const struct worker_result *wr, struct licence_resolution
         r->licence = malloc(h.licence_len + 1);
         if (!r->licence)
             return -1;
-        memcpy(r->licence, wr->data + sizeof(h), h.licence_len);
+        memcpy(r->licence, (const char *)data + sizeof(h), h.licence_len);
         r->licence[h.licence_len] = '\0';
         r->len = h.licence_len;
     }
@@ -89,7 +89,7 @@ static int resolve_worker(void *arg, int out_fd)
     if (fetch_global_init() != 0)
         log_warn("cannot initialise libcurl");
     licence_resolve(o, &r);
-    int rc = report_write(out_fd, &r) == 0 ? 0 : 1;
+    int rc = licence_report_write(out_fd, &r) == 0 ? 0 : 1;
     licence_resolution_free(&r);
     fetch_global_cleanup();
     return rc;
@@ -106,7 +106,7 @@ static void resolve_in_worker(const struct licence_resolve_opts *o, struct licen
                                "the licence check could not be started (fork failed)");
         return;
     }
-    if (report_read(&wr, r) != 0) {
+    if (licence_report_read(wr.data, wr.len, r) != 0) {
         licence_resolution_free(r);
         licence_resolution_init(r);
         char reason[STATE_REASON_MAX];
@@ -231,7 +231,7 @@ static void on_refresh_done(struct loop *loop, const struct worker_result *wr, v
     svc->refreshing = false;
     struct licence_resolution r;
     enum licence_status current = svc->state->licence.status;
-    if (report_read(wr, &r) != 0) {
+    if (licence_report_read(wr->data, wr->len, &r) != 0) {
         log_warn("licence refresh failed: the worker gave no usable report",
                  LF_BOOL("timed_out", wr->timed_out), LF_INT("signal", wr->signal));
     } else if (r.st.status == LS_VALID || r.st.status == LS_EXPIRING) {

@@ -13,6 +13,7 @@
 #define PI_LICENCE_SERVICE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "childenv.h"
@@ -46,6 +47,16 @@ struct licence_service {
  * start (licence_blocks_readiness with PI_AGENT_LICENCE_REQUIRED). */
 int licence_start(struct licence_service *svc, const struct licence_config *cfg,
                   const struct run_as *run_as, struct agent_state *state, struct childenv *env);
+
+/* The worker's report, the one message that crosses from the worker to
+ * PID 1: a fixed header (magic, status, the state and claims) and the
+ * licence bytes. write: 0, or -1 with errno. read: 0 with r filled (free it
+ * with licence_resolution_free either way), or -1 when the bytes are not a
+ * whole, consistent report: wrong magic or length, a status that is not the
+ * outcome of a check or disagrees with its copy, too many modules. Strings
+ * are cut to their buffers. */
+int licence_report_write(int fd, const struct licence_resolution *r);
+int licence_report_read(const void *data, size_t len, struct licence_resolution *r);
 
 /* Inside the loop, after licence_start: arms the expiry check and, when
  * refreshable, the ALM refresh. Returns 0 or -1 (logged). */
