@@ -1,7 +1,6 @@
 /* licence_keys: see licence_keys.h. */
 #include "licence_keys.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +13,6 @@
 #include <mbedtls/sha256.h>
 
 #include "licence_token.h"
-
-static void set_reason(char *reason, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_reason(char *reason, size_t cap, const char *fmt, ...)
-{
-    if (!reason || cap == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, cap, fmt, ap);
-    va_end(ap);
-}
 
 static bool is_space(char c)
 {
@@ -146,13 +133,13 @@ int licence_keyset_parse(const char *pem, size_t len, const char *origin,
          p += sizeof(PEM_BEGIN) - 1)
         blocks++;
     if (blocks == 0) {
-        set_reason(reason, cap, "%s: no \"%s\" block found (an EC P-256 public key in PEM form)",
+        licence_reason(reason, cap, "%s: no \"%s\" block found (an EC P-256 public key in PEM form)",
                    origin, PEM_BEGIN);
         return -1;
     }
     struct licence_keyset *ks = calloc(1, sizeof(*ks) + blocks * sizeof(struct licence_key));
     if (!ks) {
-        set_reason(reason, cap, "%s: out of memory", origin);
+        licence_reason(reason, cap, "%s: out of memory", origin);
         return -1;
     }
     const char *p = pem, *end = pem + len, *prev_end = pem;
@@ -165,13 +152,13 @@ int licence_keyset_parse(const char *pem, size_t len, const char *origin,
         const char *stop = find_marker(body, end, PEM_END);
         const char *next = find_marker(body, end, PEM_BEGIN);
         if (!stop || (next && next < stop)) {
-            set_reason(reason, cap, "%s: key %zu has no \"%s\" line", origin, i + 1, PEM_END);
+            licence_reason(reason, cap, "%s: key %zu has no \"%s\" line", origin, i + 1, PEM_END);
             licence_keyset_free(ks);
             return -1;
         }
         find_label(prev_end, (size_t)(begin - prev_end), key->label, sizeof(key->label));
         if (parse_key_block(body, (size_t)(stop - body), key) != 0) {
-            set_reason(reason, cap, "%s: key %zu is not an EC P-256 (ES256) public key", origin,
+            licence_reason(reason, cap, "%s: key %zu is not an EC P-256 (ES256) public key", origin,
                        i + 1);
             licence_keyset_free(ks);
             return -1;

@@ -19,9 +19,7 @@
 /* Latest NumericDate accepted: 9999-12-31T23:59:59Z. */
 #define NUMERIC_DATE_MAX 253402300799LL
 
-static void set_reason(char *reason, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_reason(char *reason, size_t cap, const char *fmt, ...)
+void licence_reason(char *reason, size_t cap, const char *fmt, ...)
 {
     if (!reason || cap == 0)
         return;
@@ -256,17 +254,17 @@ static bool broken_token(const char *v, size_t n, char *reason, size_t cap)
     if (!first_alg && !(has_dots && all_b64 && any_json))
         return false;
     if (nparts < 3)
-        set_reason(reason, cap, "%zu of 3 parts: truncated?", nparts);
+        licence_reason(reason, cap, "%zu of 3 parts: truncated?", nparts);
     else if (nparts > 3)
-        set_reason(reason, cap, "%zu parts where an offline licence has 3: two pasted together?",
+        licence_reason(reason, cap, "%zu parts where an offline licence has 3: two pasted together?",
                    nparts);
     else if (empty_at)
-        set_reason(reason, cap, "part %zu of 3 is empty: truncated?", empty_at);
+        licence_reason(reason, cap, "part %zu of 3 is empty: truncated?", empty_at);
     else if (bad_at)
-        set_reason(reason, cap, "part %zu of 3 has a character outside base64url: damaged in the "
+        licence_reason(reason, cap, "part %zu of 3 has a character outside base64url: damaged in the "
                    "paste?", bad_at);
     else
-        set_reason(reason, cap, "3 parts, but the first is not a token header: damaged in the "
+        licence_reason(reason, cap, "3 parts, but the first is not a token header: damaged in the "
                    "paste?");
     return true;
 }
@@ -275,7 +273,7 @@ enum licence_form licence_classify_reason(const char *value, size_t len, char *r
                                           size_t cap)
 {
     size_t i = 0;
-    set_reason(reason, cap, "%s", "");
+    licence_reason(reason, cap, "%s", "");
     while (i < len && is_space(value[i]))
         i++;
     if (i == len)
@@ -329,7 +327,7 @@ int jws_parse_header(const char *json, size_t len, struct jws_header *out, char 
     memset(out, 0, sizeof(*out));
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root || !cJSON_IsObject(root)) {
-        set_reason(reason, cap, "the token header is not a JSON object");
+        licence_reason(reason, cap, "the token header is not a JSON object");
         cJSON_Delete(root);
         return -1;
     }
@@ -337,15 +335,15 @@ int jws_parse_header(const char *json, size_t len, struct jws_header *out, char 
     const cJSON *alg = cJSON_GetObjectItemCaseSensitive(root, "alg");
     const cJSON *kid = cJSON_GetObjectItemCaseSensitive(root, "kid");
     if (!cJSON_IsString(alg)) {
-        set_reason(reason, cap, "the token header has no alg");
+        licence_reason(reason, cap, "the token header has no alg");
     } else if (strcmp(alg->valuestring, "ES256") != 0) {
-        set_reason(reason, cap, "the token is signed with an unsupported algorithm (ES256 expected)");
+        licence_reason(reason, cap, "the token is signed with an unsupported algorithm (ES256 expected)");
     } else if (cJSON_GetObjectItemCaseSensitive(root, "crit")) {
-        set_reason(reason, cap, "the token header names critical extensions, which are not supported");
+        licence_reason(reason, cap, "the token header names critical extensions, which are not supported");
     } else if (kid && !cJSON_IsString(kid)) {
-        set_reason(reason, cap, "the token header's kid is not a string");
+        licence_reason(reason, cap, "the token header's kid is not a string");
     } else if (kid && copy_string(out->kid, sizeof(out->kid), kid->valuestring) != 0) {
-        set_reason(reason, cap, "the token header's kid is too long");
+        licence_reason(reason, cap, "the token header's kid is too long");
     } else {
         memcpy(out->alg, "ES256", 6);
         out->has_kid = kid != NULL;
@@ -372,7 +370,7 @@ int licence_parse_claims(const char *json, size_t len, struct licence_claims *ou
     out->users = -1;
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root || !cJSON_IsObject(root)) {
-        set_reason(reason, cap, "the licence claims are not a JSON object");
+        licence_reason(reason, cap, "the licence claims are not a JSON object");
         cJSON_Delete(root);
         return -1;
     }
@@ -386,60 +384,60 @@ int licence_parse_claims(const char *json, size_t len, struct licence_claims *ou
     const cJSON *deployment = cJSON_GetObjectItemCaseSensitive(root, "deployment");
 
     if (!cJSON_IsString(sub) || sub->valuestring[0] == '\0') {
-        set_reason(reason, cap, "the licence has no sub (customer id) claim");
+        licence_reason(reason, cap, "the licence has no sub (customer id) claim");
         goto out;
     }
     if (copy_string(out->sub, sizeof(out->sub), sub->valuestring) != 0) {
-        set_reason(reason, cap, "the licence's sub claim is longer than %zu bytes",
+        licence_reason(reason, cap, "the licence's sub claim is longer than %zu bytes",
                    sizeof(out->sub) - 1);
         goto out;
     }
     if (!exp || numeric_date(exp, &out->exp) != 0) {
-        set_reason(reason, cap, "the licence has no valid exp (expiry) claim");
+        licence_reason(reason, cap, "the licence has no valid exp (expiry) claim");
         goto out;
     }
     if (iat) {
         if (numeric_date(iat, &out->iat) != 0) {
-            set_reason(reason, cap, "the licence's iat claim is not a date");
+            licence_reason(reason, cap, "the licence's iat claim is not a date");
             goto out;
         }
         out->has_iat = true;
     }
     if (nbf) {
         if (numeric_date(nbf, &out->nbf) != 0) {
-            set_reason(reason, cap, "the licence's nbf claim is not a date");
+            licence_reason(reason, cap, "the licence's nbf claim is not a date");
             goto out;
         }
         out->has_nbf = true;
     }
     if (out->has_nbf && out->nbf > out->exp) {
-        set_reason(reason, cap, "the licence's nbf is later than its exp");
+        licence_reason(reason, cap, "the licence's nbf is later than its exp");
         goto out;
     }
     if (!cJSON_IsNumber(users) || !isfinite(users->valuedouble) || users->valuedouble < 0 ||
         users->valuedouble > 1e12 ||
         users->valuedouble != (double)(long long)users->valuedouble) {
-        set_reason(reason, cap, "the licence has no users claim (a whole number)");
+        licence_reason(reason, cap, "the licence has no users claim (a whole number)");
         goto out;
     }
     out->users = (long long)users->valuedouble;
     if (!cJSON_IsArray(modules)) {
-        set_reason(reason, cap, "the licence has no modules claim (an array of names)");
+        licence_reason(reason, cap, "the licence has no modules claim (an array of names)");
         goto out;
     }
     const cJSON *m;
     cJSON_ArrayForEach(m, modules)
     {
         if (!cJSON_IsString(m)) {
-            set_reason(reason, cap, "the licence's modules claim holds something that is not a name");
+            licence_reason(reason, cap, "the licence's modules claim holds something that is not a name");
             goto out;
         }
         if (out->nmodules == LICENCE_MODULES_MAX) {
-            set_reason(reason, cap, "the licence names more than %d modules", LICENCE_MODULES_MAX);
+            licence_reason(reason, cap, "the licence names more than %d modules", LICENCE_MODULES_MAX);
             goto out;
         }
         if (copy_string(out->modules[out->nmodules], LICENCE_MODULE_NAME_MAX, m->valuestring) != 0) {
-            set_reason(reason, cap, "a module name in the licence is longer than %d bytes",
+            licence_reason(reason, cap, "a module name in the licence is longer than %d bytes",
                        LICENCE_MODULE_NAME_MAX - 1);
             goto out;
         }
@@ -448,7 +446,7 @@ int licence_parse_claims(const char *json, size_t len, struct licence_claims *ou
     if (deployment) {
         if (!cJSON_IsString(deployment) ||
             copy_string(out->deployment, sizeof(out->deployment), deployment->valuestring) != 0) {
-            set_reason(reason, cap, "the licence's deployment claim is not a short string");
+            licence_reason(reason, cap, "the licence's deployment claim is not a short string");
             goto out;
         }
         out->has_deployment = true;
@@ -467,12 +465,12 @@ enum licence_status licence_token_verify(const char *token, size_t len,
     memset(claims, 0, sizeof(*claims));
     claims->users = -1;
     if (len > LICENCE_MAX_LEN) {
-        set_reason(reason, cap, "the licence token is longer than %d bytes", LICENCE_MAX_LEN);
+        licence_reason(reason, cap, "the licence token is longer than %d bytes", LICENCE_MAX_LEN);
         return LS_MALFORMED;
     }
     struct jws_parts parts;
     if (jws_split(token, len, &parts) != 0) {
-        set_reason(reason, cap, "the licence is not a JWS compact token (three base64url parts)");
+        licence_reason(reason, cap, "the licence is not a JWS compact token (three base64url parts)");
         return LS_MALFORMED;
     }
     enum licence_status st = LS_MALFORMED;
@@ -482,13 +480,13 @@ enum licence_status licence_token_verify(const char *token, size_t len,
     unsigned char *sig = b64url_decode_alloc(parts.signature, parts.signature_len, &slen);
     struct jws_header hdr;
     if (!header || !payload || !sig) {
-        set_reason(reason, cap, "a part of the licence token is not valid base64url");
+        licence_reason(reason, cap, "a part of the licence token is not valid base64url");
         goto out;
     }
     if (jws_parse_header((const char *)header, hlen, &hdr, reason, cap) != 0)
         goto out;
     if (slen != 64) {
-        set_reason(reason, cap, "the licence signature is %zu bytes, ES256 needs 64%s", slen,
+        licence_reason(reason, cap, "the licence signature is %zu bytes, ES256 needs 64%s", slen,
                    slen < 64 ? ": truncated?" : "");
         goto out;
     }
@@ -500,14 +498,14 @@ enum licence_status licence_token_verify(const char *token, size_t len,
 
     st = LS_BAD_SIGNATURE;
     if (licence_keyset_count(keys) == 0) {
-        set_reason(reason, cap,
+        licence_reason(reason, cap,
                    "no public key to check the licence signature: set PI_LICENCE_PUBLIC_KEY or "
                    "PI_LICENCE_PUBLIC_KEY_FILE");
         goto out;
     }
     unsigned char hash[32];
     if (mbedtls_sha256_ret((const unsigned char *)token, parts.signing_input_len, hash, 0) != 0) {
-        set_reason(reason, cap, "could not hash the licence token");
+        licence_reason(reason, cap, "could not hash the licence token");
         goto out;
     }
     bool candidate = false;
@@ -516,12 +514,12 @@ enum licence_status licence_token_verify(const char *token, size_t len,
         goto out;
     }
     if (!candidate)
-        set_reason(reason, cap,
+        licence_reason(reason, cap,
                    "the licence names signing key \"%.64s\", which is not among the %zu configured "
                    "public key(s)",
                    hdr.kid, licence_keyset_count(keys));
     else
-        set_reason(reason, cap, "the licence signature does not verify: it was altered or signed "
+        licence_reason(reason, cap, "the licence signature does not verify: it was altered or signed "
                                 "by someone else");
 out:
     if (st != LS_VALID) {
@@ -556,7 +554,7 @@ enum licence_status licence_evaluate(const struct licence_claims *claims, int64_
     char date[32];
     if (claims->has_deployment && deployment_id && deployment_id[0] &&
         strcmp(claims->deployment, deployment_id) != 0) {
-        set_reason(reason, cap,
+        licence_reason(reason, cap,
                    "the licence is for deployment \"%.100s\", this is \"%.100s\" (PI_DEPLOYMENT_ID): "
                    "ask for a licence for this deployment",
                    claims->deployment, deployment_id);
@@ -564,21 +562,21 @@ enum licence_status licence_evaluate(const struct licence_claims *claims, int64_
     }
     if (claims->has_nbf && now < claims->nbf) {
         licence_iso8601(claims->nbf, date, sizeof(date));
-        set_reason(reason, cap, "the licence is not valid before %s: check the clock or the licence",
+        licence_reason(reason, cap, "the licence is not valid before %s: check the clock or the licence",
                    date);
         return LS_NOT_YET_VALID;
     }
     licence_iso8601(claims->exp, date, sizeof(date));
     if (now >= claims->exp) {
-        set_reason(reason, cap, "the licence expired on %s: ask your CSM for a new one", date);
+        licence_reason(reason, cap, "the licence expired on %s: ask your CSM for a new one", date);
         return LS_EXPIRED;
     }
     if (left <= (int64_t)warn_days * 86400) {
-        set_reason(reason, cap, "the licence expires on %s (%ld day(s) left): renew it soon", date,
+        licence_reason(reason, cap, "the licence expires on %s (%ld day(s) left): renew it soon", date,
                    *days_left);
         return LS_EXPIRING;
     }
-    set_reason(reason, cap, "the licence is valid until %s", date);
+    licence_reason(reason, cap, "the licence is valid until %s", date);
     return LS_VALID;
 }
 
@@ -607,7 +605,7 @@ int licence_xml_normalise(const char *in, size_t len, char *out, size_t *out_len
     for (size_t i = start; i < end;) {
         char c = in[i];
         if (c == '\0' || ((unsigned char)c < 0x20 && !is_space(c))) {
-            set_reason(reason, cap, "the XML licence holds a control character");
+            licence_reason(reason, cap, "the XML licence holds a control character");
             *out_len = 0;
             out[0] = '\0';
             return -1;
@@ -661,12 +659,12 @@ int licence_xml_normalise(const char *in, size_t len, char *out, size_t *out_len
     out[n] = '\0';
     *out_len = n;
     if (n == 0 || out[0] != '<' || out[n - 1] != '>' || in_tag) {
-        set_reason(reason, cap, "the XML licence is not a complete document (it must start with '<' "
+        licence_reason(reason, cap, "the XML licence is not a complete document (it must start with '<' "
                                 "and end with '>')");
         return -1;
     }
     if (!find_bytes(out, n, "<licence") || !find_bytes(out, n, "</licence>")) {
-        set_reason(reason, cap, "the XML licence has no <licence>...</licence> element");
+        licence_reason(reason, cap, "the XML licence has no <licence>...</licence> element");
         return -1;
     }
     return 0;

@@ -27,6 +27,11 @@ enum licence_form {
 
 const char *licence_form_name(enum licence_form form);
 
+/* Writes the reason for a refusal into reason (cap bytes) unless reason is
+ * NULL or cap 0: the one way the pure licence modules explain themselves. */
+void licence_reason(char *reason, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Copies in without CR, LF, tab and space into out (room for len + 1 bytes);
  * returns the new length. People paste licences across lines. */
 size_t licence_strip_whitespace(const char *in, size_t len, char *out);
