@@ -17,11 +17,11 @@
 #include "worker.h"
 
 /* Writes dir/name through a temporary file and rename, so that a reader
- * sees the old or the new content, never half of one; durable adds the
- * fsyncs that make it survive a crash of the machine. */
-static int write_replace(const char *dir, const char *name, const void *data, size_t len,
-                         mode_t mode, const struct run_as *owner, bool durable, char *error,
-                         size_t cap)
+ * sees the old or the new content, never half of one. The hand-over
+ * describes this run only and is written again at every start: atomic, but
+ * not worth fsyncs on the start path. */
+static int write_handover_file(const char *dir, const char *name, const void *data, size_t len,
+                               mode_t mode, const struct run_as *owner, char *error, size_t cap)
 {
     char path[512], tmp[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -47,8 +47,6 @@ static int write_replace(const char *dir, const char *name, const void *data, si
         step = "chown";
     else if (worker_write_all(fd, data, len) != 0)
         step = "write";
-    else if (durable && fsync(fd) != 0)
-        step = "fsync";
     int saved = errno;
     if (close(fd) != 0 && !step) {
         step = "close";
@@ -63,21 +61,7 @@ static int write_replace(const char *dir, const char *name, const void *data, si
         snprintf(error, cap, "cannot write %s (%s): %s", path, step, strerror(saved));
         return -1;
     }
-    int dfd = durable ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (dfd >= 0) {
-        (void)fsync(dfd); /* best effort: the rename is what matters */
-        close(dfd);
-    }
     return 0;
-}
-
-/* The hand-over in the run directory describes this run only and is written
- * again at every start: atomic, but not worth two fsyncs on the start path. */
-static int write_handover_file(const char *run_dir, const char *name, const void *data,
-                               size_t len, mode_t mode, const struct run_as *owner, char *error,
-                               size_t cap)
-{
-    return write_replace(run_dir, name, data, len, mode, owner, false, error, cap);
 }
 
 static int ensure_dir(const char *path, mode_t mode)
