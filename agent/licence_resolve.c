@@ -150,7 +150,7 @@ static void resolve_with_alm(const struct licence_resolve_opts *o, const struct 
     if (outcome == ALM_OK) {
         resolve_document(cfg, keys, res.licence, res.len, "alm", true, r);
         alm_result_free(&res);
-        if (o->write_cache && (r->st.status == LS_VALID || r->st.status == LS_EXPIRING))
+        if (o->write_cache && licence_status_verified(r->st.status))
             licence_cache_store(cfg->efs_root, r->licence, r->len);
         return;
     }
@@ -174,7 +174,7 @@ static void resolve_with_alm(const struct licence_resolve_opts *o, const struct 
     resolve_token(cfg, keys, cached, len, "cache", &from_cache);
     explicit_bzero(cached, len);
     free(cached);
-    if (from_cache.st.status != LS_VALID && from_cache.st.status != LS_EXPIRING) {
+    if (!licence_status_verified(from_cache.st.status)) {
         log_warn("the cached licence cannot be used",
                  LF_STR("status", licence_status_name(from_cache.st.status)),
                  LF_STR("reason", from_cache.st.reason));

@@ -234,7 +234,7 @@ static void on_refresh_done(struct loop *loop, const struct worker_result *wr, v
     if (licence_report_read(wr->data, wr->len, &r) != 0) {
         log_warn("licence refresh failed: the worker gave no usable report",
                  LF_BOOL("timed_out", wr->timed_out), LF_INT("signal", wr->signal));
-    } else if (r.st.status == LS_VALID || r.st.status == LS_EXPIRING) {
+    } else if (licence_status_verified(r.st.status)) {
         bool changed = r.st.status != current;
         remember(svc, &r);
         if (licence_handover_write(svc->cfg->run_dir, &r, owner_of(svc), true) < 0)

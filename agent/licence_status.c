@@ -53,6 +53,11 @@ bool licence_status_acceptable(enum licence_status status)
     return status == LS_VALID || status == LS_EXPIRING || status == LS_UNVERIFIED;
 }
 
+bool licence_status_verified(enum licence_status status)
+{
+    return status == LS_VALID || status == LS_EXPIRING;
+}
+
 bool licence_blocks_readiness(enum licence_status status, bool required)
 {
     return required && !licence_status_acceptable(status);

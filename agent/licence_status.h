@@ -41,6 +41,10 @@ bool licence_status_checked(enum licence_status status);
  * unverified (the dashboard checks what the agent cannot); anything else,
  * LS_UNKNOWN included, is not. */
 bool licence_status_acceptable(enum licence_status status);
+/* A licence the agent checked itself and found good for now: valid or
+ * expiring (its signature and dates held). Only such a licence is cached on
+ * EFS, used from the cache, or taken from an ALM refresh. */
+bool licence_status_verified(enum licence_status status);
 /* A status blocks readiness (and, at start, the dashboard) only when the
  * licence is required (PI_AGENT_LICENCE_REQUIRED=true) and not acceptable. */
 bool licence_blocks_readiness(enum licence_status status, bool required);

@@ -85,6 +85,20 @@ static void acceptable_rule(void **s)
     }
 }
 
+/* Verified (cached, used from the cache, taken from a refresh): exactly
+ * valid and expiring; unverified is acceptable but never verified. */
+static void verified_rule(void **s)
+{
+    (void)s;
+    for (int i = -1; i <= LS_COUNT; i++) {
+        enum licence_status st = (enum licence_status)i;
+        assert_int_equal(licence_status_verified(st), st == LS_VALID || st == LS_EXPIRING);
+        if (licence_status_verified(st))
+            assert_true(licence_status_acceptable(st));
+    }
+    assert_false(licence_status_verified(LS_UNVERIFIED));
+}
+
 /* Readiness (and the start) is blocked only when the licence is required
  * and not acceptable; "not checked yet" blocks a required licence too. */
 static void blocks_readiness_rule(void **s)
@@ -109,6 +123,7 @@ int main(void)
         cmocka_unit_test(unknown_and_out_of_range),
         cmocka_unit_test(words_list),
         cmocka_unit_test(acceptable_rule),
+        cmocka_unit_test(verified_rule),
         cmocka_unit_test(blocks_readiness_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
