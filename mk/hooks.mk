@@ -18,7 +18,8 @@ FUZZ_HOOKS_RUNS ?= 500000
 FUZZ_RUN_VARS += FUZZ_HOOKS_RUNS
 FUZZ_HOOKS_BIN  := $(BUILD)/fuzz/fuzz_hooks
 FUZZ_HOOKS_SRCS := tests/fuzz/fuzz_hooks.c agent/hooks.c agent/hooks_env.c agent/hooks_list.c agent/wait_tcp.c agent/childenv.c agent/config.c \
-                   agent/execprep.c agent/fsafe.c agent/log.c agent/loop.c agent/reap.c agent/util.c
+                   agent/execprep.c agent/fsafe.c agent/licence_status.c agent/log.c agent/loop.c agent/reap.c \
+                   agent/util.c
 
 .PHONY: fuzz-hooks
 fuzz: fuzz-hooks
