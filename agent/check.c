@@ -242,7 +242,6 @@ int check_run(FILE *out)
     static struct health_config health;
     static struct probe_config probe;
     static struct emf_config emf;
-    struct health_policy policy;
     static struct hooks_config hooks;
     static struct traffic_config traffic;
     bool agent_loaded = false, licence_loaded = false;
@@ -253,7 +252,6 @@ int check_run(FILE *out)
         licence_config_load(&licence, &err) != 0 || !(licence_loaded = true) ||
         efs_config_load(&efs, &err) != 0 || health_config_load(&health, &err) != 0 ||
         probe_config_load(&probe, &err) != 0 ||
-        readiness_policy_load(&policy, efs.over_budget_fail, &err) != 0 ||
         emf_config_load(&emf, &err) != 0 || hooks_config_load(&hooks, &err) != 0 ||
         traffic_config_load(&traffic, &probe, &emf, agent.drain_s, &err) != 0) {
         line(&c, EFS_FAIL, "config", "%s", err.msg);

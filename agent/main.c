@@ -146,13 +146,13 @@ static int load_config(struct settings *cfg, char **argv_command)
     if (load_logging(&err) != 0 || agent_config_load(&cfg->agent, argv_command, &err) != 0 ||
         licence_config_load(&cfg->licence, &err) != 0 || efs_config_load(&cfg->efs, &err) != 0 ||
         health_config_load(&cfg->health, &err) != 0 || probe_config_load(&cfg->probe, &err) != 0 ||
-        readiness_policy_load(&cfg->readiness, cfg->efs.over_budget_fail, &err) != 0 ||
         emf_config_load(&cfg->emf, &err) != 0 || hooks_config_load(&cfg->hooks, &err) != 0 ||
         traffic_config_load(&cfg->traffic, &cfg->probe, &cfg->emf, cfg->agent.drain_s, &err) != 0) {
         fprintf(stderr, "pi-agent: configuration error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
     dbcheck_config_load(&cfg->db); /* the dashboard's variables: never fatal */
+    readiness_policy_make(&cfg->readiness, cfg->licence.required, cfg->efs.over_budget_fail);
     return 0;
 }
 

@@ -8,14 +8,12 @@
 #include "probe.h"
 #include "state.h"
 
-int readiness_policy_load(struct health_policy *policy, bool efs_over_fails,
-                          struct config_error *err)
+void readiness_policy_make(struct health_policy *policy, bool licence_required,
+                           bool efs_over_fails)
 {
     memset(policy, 0, sizeof *policy);
-    if (config_env_bool("PI_AGENT_LICENCE_REQUIRED", false, &policy->licence_required, err))
-        return -1;
+    policy->licence_required = licence_required;
     policy->efs_over_fails = efs_over_fails;
-    return 0;
 }
 
 static void log_status(struct readiness *r)

@@ -22,7 +22,7 @@ struct probe;
 
 struct readiness {
     struct agent_state *state;
-    struct health_policy policy;        /* see readiness_policy_load */
+    struct health_policy policy;        /* see readiness_policy_make */
     struct probe *probe;                /* may be NULL: its result is reset on a restart */
     void (*on_first_ready)(void *ctx);  /* may be NULL */
     void *ctx;
@@ -32,12 +32,12 @@ struct readiness {
     enum health_status logged_status;
 };
 
-/* Reads PI_AGENT_LICENCE_REQUIRED (readiness's own variable). Whether
- * storage over budget blocks readiness is the storage module's setting
- * (PI_EFS_OVER_BUDGET), passed in. Returns 0, or -1 with err naming the
- * variable. */
-int readiness_policy_load(struct health_policy *policy, bool efs_over_fails,
-                          struct config_error *err);
+/* The policy readiness applies, from its owners' settings: whether the
+ * licence must be acceptable (PI_AGENT_LICENCE_REQUIRED, read by the licence
+ * settings) and whether storage over budget blocks (PI_EFS_OVER_BUDGET, read
+ * by the storage settings). Reads no variable itself. */
+void readiness_policy_make(struct health_policy *policy, bool licence_required,
+                           bool efs_over_fails);
 
 /* Registers r as the state's change handler and derives the verdict for the
  * state as it is now. r must outlive every state_changed() call. */

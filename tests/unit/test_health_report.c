@@ -28,6 +28,7 @@
 #include "emf.h"
 #include "health.h"
 #include "health_client.h"
+#include "licence_config.h"
 #include "probe.h"
 #include "readiness.h"
 #include "health_report.h"
@@ -621,6 +622,7 @@ struct all_settings {
     struct emf_config emf;
     struct health_policy policy;
     struct agent_config agent;
+    struct licence_config licence;
 };
 
 static int load_all(struct all_settings *a, struct config_error *err)
@@ -628,10 +630,13 @@ static int load_all(struct all_settings *a, struct config_error *err)
     const char *over = getenv("PI_EFS_OVER_BUDGET");
     memset(a, 0, sizeof *a);
     int rc = health_config_load(&a->health, err) || probe_config_load(&a->probe, err) ||
-             emf_config_load(&a->emf, err) ||
-             readiness_policy_load(&a->policy, over && strcmp(over, "fail") == 0, err) ||
+             emf_config_load(&a->emf, err) || licence_config_load(&a->licence, err) ||
              agent_config_load(&a->agent, NULL, err);
+    /* readiness reads no variable: its policy comes from the licence and
+     * storage settings */
+    readiness_policy_make(&a->policy, a->licence.required, over && strcmp(over, "fail") == 0);
     agent_config_free(&a->agent);
+    licence_config_free(&a->licence);
     return rc ? -1 : 0;
 }
 
