@@ -31,7 +31,7 @@ LIBS_REL  := -L$(PREFIX)/lib -lcurl -lmbedtls -lmbedx509 -lmbedcrypto -lcjson
 REL_OBJS := $(patsubst agent/%.c,$(BUILD)/rel/%.o,$(AGENT_SRCS))
 DEPS_STAMP := $(DEPS_DIR)/.stamp
 
-.PHONY: all deps test test-unit test-fuzz test-integration test-container clean fuzz bench demo demo-down packages-test
+.PHONY: all deps test test-unit test-fuzz test-shape test-integration test-container clean fuzz bench demo demo-down packages-test
 
 all: $(BUILD)/pi-agent
 
@@ -94,7 +94,11 @@ test-fuzz: $(PACKAGES_STAMP)
 	@for src in tests/fuzz/fuzz_*.c; do bin=$(BUILD)/fuzz/$$(basename $$src .c); \
 	  [ -x $$bin ] || { echo "test-fuzz: $$src has no target under make fuzz" >&2; exit 1; }; done
 
-test: test-unit test-fuzz test-integration test-container
+# agent/ keeps a readable shape: no source over 800 lines, no function over 100.
+test-shape:
+	./scripts/check-shape.sh
+
+test: test-unit test-fuzz test-shape test-integration test-container
 
 # Keep test objects between runs (they are intermediate files to make).
 .SECONDARY:
