@@ -86,16 +86,7 @@ static void make_seed(struct efs_prep *p)
 {
     const struct efs_config *cfg = p->plan->cfg;
     struct efs_seed_source src[EFS_LINKS_MAX];
-    int nsrc = 0;
-    for (int i = 0; i < cfg->links.count; i++) {
-        const struct efs_plan_folder *r = &p->plan->row[i];
-        if (!r->seed || r->inspect_errno)
-            continue;
-        src[nsrc].name = cfg->links.link[i].name;
-        src[nsrc].src = r->seed_from;
-        src[nsrc].dst = r->folder;
-        nsrc++;
-    }
+    int nsrc = efs_plan_seed_sources(p->plan, src);
     if (nsrc == 0)
         return;
     struct efs_seed_result res;

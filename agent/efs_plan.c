@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "efs_seed.h"
 #include "loop.h"
 #include "state.h"
 
@@ -478,4 +479,19 @@ int efs_check_storage(const struct efs_config *cfg, const struct run_as *run_as,
                       struct efs_scan_set *scan)
 {
     return plan_and_run(cfg, run_as, &efs_check_phases, report, report_ctx, st, scan);
+}
+
+int efs_plan_seed_sources(const struct efs_plan *plan, struct efs_seed_source *src)
+{
+    int n = 0;
+    for (int i = 0; i < plan->cfg->links.count; i++) {
+        const struct efs_plan_folder *r = &plan->row[i];
+        if (!r->seed || r->inspect_errno)
+            continue;
+        src[n].name = plan->cfg->links.link[i].name;
+        src[n].src = r->seed_from;
+        src[n].dst = r->folder;
+        n++;
+    }
+    return n;
 }

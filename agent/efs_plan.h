@@ -67,6 +67,11 @@ void efs_plan_make(const struct efs_config *cfg, const struct run_as *run_as,
  * does; a start that created the stand-in root calls it then). */
 void efs_plan_beneath_root(struct efs_plan *plan);
 
+/* The folders the plan seeds, with where each is seeded from, into src
+ * (room for EFS_LINKS_MAX). Returns how many. */
+struct efs_seed_source;
+int efs_plan_seed_sources(const struct efs_plan *plan, struct efs_seed_source *src);
+
 /* What a phase works with: the plan, the report and what it fills. */
 struct efs_prep {
     struct efs_plan *plan;
