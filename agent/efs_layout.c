@@ -493,35 +493,6 @@ const char *efs_link_state_name(enum efs_link_state s)
     return "?";
 }
 
-int efs_link_inspect(const char *path, const char *folder, enum efs_link_state *out)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT || errno == ENOTDIR) {
-            *out = EFS_LINK_MISSING;
-            return 0;
-        }
-        return -1;
-    }
-    if (S_ISLNK(st.st_mode)) {
-        char target[PATH_MAX];
-        ssize_t n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0)
-            return -1;
-        target[n] = '\0';
-        *out = strcmp(target, folder) == 0 ? EFS_LINK_OK : EFS_LINK_OTHER_LINK;
-        return 0;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        *out = EFS_LINK_NOT_DIR;
-        return 0;
-    }
-    int m = efs_is_mount_point(path, NULL, 0);
-    if (m < 0)
-        return -1;
-    *out = m ? EFS_LINK_MOUNT_POINT : EFS_LINK_DIRECTORY;
-    return 0;
-}
 
 void efs_image_backup_path(const char *path, char *out, size_t cap)
 {
@@ -645,6 +616,33 @@ static int inspect_at(int pfd, const char *base, const char *path, const char *f
         return -1;
     *out = m ? EFS_LINK_MOUNT_POINT : EFS_LINK_DIRECTORY;
     return 0;
+}
+
+/* The same, from a path (planning and check only read what they find; the
+ * start acts through inspect_at on the parent it holds). */
+int efs_link_inspect(const char *path, const char *folder, enum efs_link_state *out)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL || slash[1] == '\0' || (size_t)(slash - path) >= PATH_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    char parent[PATH_MAX];
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    int pfd = open(parent[0] ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            *out = EFS_LINK_MISSING;
+            return 0;
+        }
+        return -1;
+    }
+    int rc = inspect_at(pfd, slash + 1, path, folder, out);
+    int saved = errno;
+    close(pfd);
+    errno = saved;
+    return rc;
 }
 
 /* Removes the directory pfd/base: no symlink followed, no mount point crossed. */
