@@ -112,6 +112,18 @@ const char *config_env_str(const char *name)
     return is_unset(v) ? NULL : v;
 }
 
+int config_run_dir(char *out, size_t cap, struct config_error *err)
+{
+    const char *v = config_env_str("PI_AGENT_RUN_DIR");
+    if (v == NULL)
+        v = CONFIG_DEFAULT_RUN_DIR;
+    if (v[0] != '/' || strlen(v) > CONFIG_RUN_DIR_MAX || strlen(v) >= cap)
+        return config_fail(err, "PI_AGENT_RUN_DIR", "expected an absolute path of at most %d "
+                           "characters", CONFIG_RUN_DIR_MAX);
+    snprintf(out, cap, "%s", v);
+    return 0;
+}
+
 int config_env_uint(const char *name, unsigned long long def, unsigned long long min,
                     unsigned long long max, unsigned long long *out, struct config_error *err)
 {

@@ -41,6 +41,15 @@ void config_clear(void *p, size_t n);
 /* getenv that treats "" as unset. */
 const char *config_env_str(const char *name);
 
+/* PI_AGENT_RUN_DIR, the agent's own folder (licence hand-over, health
+ * socket, run records when EFS is off): the one rule every reader applies.
+ * An absolute path of at most CONFIG_RUN_DIR_MAX characters (room for the
+ * file names beneath it); CONFIG_DEFAULT_RUN_DIR when unset. cap must exceed
+ * CONFIG_RUN_DIR_MAX. Returns 0, or -1 with err naming the variable. */
+#define CONFIG_DEFAULT_RUN_DIR "/run/pi-agent"
+#define CONFIG_RUN_DIR_MAX 223
+int config_run_dir(char *out, size_t cap, struct config_error *err);
+
 /* Splits a command line on spaces and tabs (no shell, no quoting) into a
  * NULL-terminated argv allocated with malloc. Returns NULL on allocation
  * failure or when the line holds no word (*count is set to 0 then). */

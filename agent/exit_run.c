@@ -2,12 +2,15 @@
 #include "exit_run.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "efs.h"
 #include "exit_history.h"
 #include "log.h"
 #include "loop.h"
@@ -394,20 +397,21 @@ int exit_run_end(struct exit_run *run, struct exit_facts *facts, const struct ag
 
 /* ---- a configuration error ---------------------------------------------------- */
 
-static const char *abs_or(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return v && v[0] == '/' && strlen(v) < 256 ? v : def;
-}
-
 void exit_run_config_failed(int exit_status)
 {
     static struct agent_state st; /* nothing known but the clock */
+    /* The settings did not load: each folder by its own rule, else its default. */
+    char run_dir[CONFIG_RUN_DIR_MAX + 1], efs_root[PATH_MAX];
+    struct config_error cerr;
+    if (config_run_dir(run_dir, sizeof run_dir, &cerr) != 0)
+        snprintf(run_dir, sizeof run_dir, "%s", CONFIG_DEFAULT_RUN_DIR);
+    if (efs_config_root(efs_root, sizeof efs_root, &cerr) != 0)
+        snprintf(efs_root, sizeof efs_root, "%s", EFS_DEFAULT_ROOT);
     const char *mode = getenv("PI_EFS_MODE");
     struct exit_run_where where = {
-        .efs_root = abs_or("PI_EFS_ROOT", "/mnt/efs"),
+        .efs_root = efs_root,
         .efs_enabled = !(mode && strcmp(mode, "off") == 0),
-        .run_dir = abs_or("PI_AGENT_RUN_DIR", "/run/pi-agent"),
+        .run_dir = run_dir,
     };
     char err[600];
     struct exit_run one = { 0 }, *run = &one; /* nothing else of the run exists yet */

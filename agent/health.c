@@ -73,13 +73,8 @@ int health_config_load(struct health_config *cfg, struct config_error *err)
     if (config_env_uint("PI_AGENT_HEALTH_IDLE_TIMEOUT_SECONDS", 5, 1, 3600, &v, err))
         return -1;
     cfg->idle_timeout_s = (unsigned)v;
-    const char *run_dir = config_env_str("PI_AGENT_RUN_DIR");
-    if (run_dir == NULL)
-        run_dir = HEALTH_DEFAULT_RUN_DIR;
-    if (run_dir[0] != '/' || strlen(run_dir) >= sizeof cfg->run_dir)
-        return config_fail(err, "PI_AGENT_RUN_DIR", "expected an absolute path of at most %zu "
-                           "characters", sizeof cfg->run_dir - 1);
-    snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s", run_dir);
+    if (config_run_dir(cfg->run_dir, sizeof cfg->run_dir, err) != 0)
+        return -1;
 
     return 0;
 }

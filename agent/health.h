@@ -22,7 +22,6 @@
 #include "health_report.h"
 
 #define HEALTH_DEFAULT_PORT 8225
-#define HEALTH_DEFAULT_RUN_DIR "/run/pi-agent"
 #define HEALTH_SOCKET_NAME "health.sock"
 #define HEALTH_LOCAL_MAX_CONNECTIONS 8 /* the unix socket's own table */
 

@@ -212,9 +212,10 @@ static int fetch(const struct sockaddr *sa, socklen_t salen, const char *hostpor
  * asks over TCP. Once connected, its answer (or silence) decides. */
 static int fetch_local(const char *path, char *buf, size_t cap, size_t *len)
 {
-    const char *dir = config_env_str("PI_AGENT_RUN_DIR");
-    if (dir == NULL)
-        dir = HEALTH_DEFAULT_RUN_DIR;
+    char dir[CONFIG_RUN_DIR_MAX + 1];
+    struct config_error err;
+    if (config_run_dir(dir, sizeof dir, &err) != 0)
+        return -2; /* no agent could run with that setting: ask over TCP */
     uint64_t deadline = loop_now_ms() + HEALTH_CLIENT_TIMEOUT_MS;
     /* Through the directory's descriptor: any length of PI_AGENT_RUN_DIR fits. */
     int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -89,18 +89,6 @@ static int load_public_keys(struct licence_config *cfg, struct config_error *err
     return 0;
 }
 
-static int copy_path(const char *name, const char *value, const char *def, char *out, size_t cap,
-                     struct config_error *err)
-{
-    const char *v = value ? value : def;
-    if (v[0] != '/')
-        return config_fail(err, name, "expected an absolute path");
-    if (strlen(v) >= cap - 32)
-        return config_fail(err, name, "path is too long");
-    snprintf(out, cap, "%s", v);
-    return 0;
-}
-
 int licence_config_load(struct licence_config *cfg, struct config_error *err)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -147,8 +135,7 @@ int licence_config_load(struct licence_config *cfg, struct config_error *err)
         dup_str(ca, &cfg->ca_file, "PI_ALM_CA_FILE", err) != 0 ||
         dup_str(deployment, &cfg->deployment_id, "PI_DEPLOYMENT_ID", err) != 0)
         goto fail;
-    if (copy_path("PI_AGENT_RUN_DIR", config_env_str("PI_AGENT_RUN_DIR"), LICENCE_DEFAULT_RUN_DIR,
-                  cfg->run_dir, sizeof(cfg->run_dir), err) != 0 ||
+    if (config_run_dir(cfg->run_dir, sizeof(cfg->run_dir), err) != 0 ||
         efs_config_root(cfg->efs_root, sizeof(cfg->efs_root), err) != 0)
         goto fail;
     if (load_public_keys(cfg, err) != 0)

@@ -11,7 +11,6 @@
 
 #include "config.h"
 
-#define LICENCE_DEFAULT_RUN_DIR "/run/pi-agent"
 #define LICENCE_DEFAULT_KEY_FILE "/etc/pi-agent/licence-public-key.pem"
 
 struct licence_config {

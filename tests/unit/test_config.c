@@ -247,6 +247,33 @@ static void agent_config_command_sources(void **s)
     unsetenv("PI_AGENT_STOP_GRACE_SECONDS");
 }
 
+static void run_dir_has_one_rule(void **state)
+{
+    (void)state;
+    char out[CONFIG_RUN_DIR_MAX + 1];
+    struct config_error err = { "" };
+    unsetenv("PI_AGENT_RUN_DIR");
+    assert_int_equal(config_run_dir(out, sizeof out, &err), 0);
+    assert_string_equal(out, CONFIG_DEFAULT_RUN_DIR);
+    setenv("PI_AGENT_RUN_DIR", "/run/elsewhere", 1);
+    assert_int_equal(config_run_dir(out, sizeof out, &err), 0);
+    assert_string_equal(out, "/run/elsewhere");
+    setenv("PI_AGENT_RUN_DIR", "run/relative", 1);
+    assert_int_equal(config_run_dir(out, sizeof out, &err), -1);
+    assert_non_null(strstr(err.msg, "PI_AGENT_RUN_DIR"));
+    char longest[CONFIG_RUN_DIR_MAX + 2];
+    memset(longest, 'a', sizeof longest - 1);
+    longest[0] = '/';
+    longest[sizeof longest - 1] = '\0'; /* one character too many */
+    setenv("PI_AGENT_RUN_DIR", longest, 1);
+    assert_int_equal(config_run_dir(out, sizeof out, &err), -1);
+    longest[sizeof longest - 2] = '\0'; /* exactly the maximum */
+    setenv("PI_AGENT_RUN_DIR", longest, 1);
+    assert_int_equal(config_run_dir(out, sizeof out, &err), 0);
+    assert_string_equal(out, longest);
+    unsetenv("PI_AGENT_RUN_DIR");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +291,7 @@ int main(void)
         cmocka_unit_test(run_as_numeric_uid_known_to_passwd_takes_its_entry),
         cmocka_unit_test(agent_config_command_sources),
         cmocka_unit_test(clear_zeroes_every_byte),
+        cmocka_unit_test(run_dir_has_one_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
