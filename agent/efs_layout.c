@@ -564,28 +564,6 @@ static int remove_under(int dfd, dev_t top_dev, int depth, const char *path, cha
     return rc;
 }
 
-int efs_remove_image_tree(const char *path, char *msg, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        efs_fmt(msg, cap, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        efs_fmt(msg, cap, "%s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    int rc = remove_under(fd, st.st_dev, 0, path, msg, cap);
-    close(fd);
-    if (rc == 0 && rmdir(path) < 0) {
-        efs_fmt(msg, cap, "%s: cannot remove: %s", path, strerror(errno));
-        rc = -1;
-    }
-    return rc;
-}
-
 /* What stands at pfd/base, seen through the parent's descriptor. */
 static int inspect_at(int pfd, const char *base, const char *path, const char *folder,
                       enum efs_link_state *out)
@@ -666,6 +644,27 @@ static int remove_image_tree_at(int pfd, const char *base, const char *path, cha
         efs_fmt(msg, cap, "%s: cannot remove: %s", path, strerror(errno));
         rc = -1;
     }
+    return rc;
+}
+
+/* The same from a path: the parent is opened and the tree removed through it. */
+int efs_remove_image_tree(const char *path, char *msg, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL || slash[1] == '\0' || (size_t)(slash - path) >= PATH_MAX) {
+        efs_fmt(msg, cap, "%s: not an absolute path to a folder", path);
+        return -1;
+    }
+    char parent[PATH_MAX];
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    int pfd = open(parent[0] ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) {
+        efs_fmt(msg, cap, "%s: cannot open: %s", parent[0] ? parent : "/", strerror(errno));
+        return -1;
+    }
+    int rc = remove_image_tree_at(pfd, slash + 1, path, msg, cap);
+    close(pfd);
     return rc;
 }
 
